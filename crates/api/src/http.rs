@@ -1,0 +1,347 @@
+//! The HTTP framework of the API: the router, the token check, request
+//! counters, JSON bodies, list parameters (pagination, filters, `order_by`)
+//! and the list envelope with its `pagination` links.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::{Api, TokenProblem};
+
+/// The API's request counters.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    requests: Family<Vec<(String, String)>, Counter>,
+}
+
+impl Metrics {
+    pub(crate) fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "ingot_api_requests",
+            "API requests served, by method and status",
+            self.requests.clone(),
+        );
+    }
+}
+
+/// Builds the whole HTTP surface.
+pub(crate) fn router(api: Api) -> Router {
+    let protected = Router::new()
+        .merge(crate::orgs::routes())
+        .merge(crate::apps::routes())
+        .merge(crate::packages::routes())
+        .merge(crate::builds::routes())
+        .merge(crate::processes::routes())
+        .merge(crate::routes::routes())
+        .merge(crate::manifest::routes())
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), authenticate));
+    Router::new()
+        .merge(crate::root::routes())
+        .merge(protected)
+        .fallback(|| async { ApiError::UnknownRequest })
+        .layer(axum::middleware::from_fn_with_state(api.clone(), count))
+        .with_state(api)
+}
+
+async fn count(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    api.inner
+        .metrics
+        .requests
+        .get_or_create(&vec![
+            ("method".to_string(), method),
+            ("status".to_string(), response.status().as_u16().to_string()),
+        ])
+        .inc();
+    response
+}
+
+/// Every `/v3` resource needs a valid token; writes need
+/// `cloud_controller.admin` until org and space roles exist.
+async fn authenticate(State(api): State<Api>, mut req: Request, next: Next) -> Response {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty());
+    let principal = match api.inner.tokens.validate(authorization) {
+        Ok(p) => p,
+        Err(TokenProblem::Missing) => return ApiError::NotAuthenticated.into_response(),
+        Err(TokenProblem::Invalid | TokenProblem::Expired) => {
+            return ApiError::InvalidAuthToken.into_response()
+        }
+    };
+    let read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !read && !principal.is_admin() {
+        return ApiError::NotAuthorized.into_response();
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// 200 with a JSON body.
+pub(crate) fn ok(body: Value) -> Response {
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// 201 with a JSON body.
+pub(crate) fn created(body: Value) -> Response {
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+/// 202 with `Location: <external>/v3/jobs/<guid>`.
+pub(crate) fn accepted_job(api: &Api, job_guid: &str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, api.url(&format!("/v3/jobs/{job_guid}")))],
+    )
+        .into_response()
+}
+
+/// 204 without a body.
+pub(crate) fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Parses a JSON body: bad JSON is CF's 400 MessageParseError; JSON of the
+/// wrong shape is a 422 naming the problem.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|_| ApiError::MessageParse("invalid request body".to_string()))?
+    };
+    if !value.is_object() {
+        return Err(ApiError::MessageParse("invalid request body".to_string()));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))
+}
+
+/// Parameters every list endpoint takes: ignored because Ingot does not
+/// implement them yet, but clients send them routinely.
+fn ignored_param(name: &str) -> bool {
+    name == "include"
+        || name == "label_selector"
+        || name.starts_with("fields[")
+        || name.starts_with("created_ats")
+        || name.starts_with("updated_ats")
+}
+
+/// The parsed query of a list request.
+#[derive(Debug, Clone)]
+pub(crate) struct ListParams {
+    pub page: u64,
+    pub per_page: u64,
+    /// The field to order by, and whether descending.
+    pub order: Option<(String, bool)>,
+    /// Comma-separated filters, split.
+    pub filters: BTreeMap<String, Vec<String>>,
+    /// The query as given minus paging, for the pagination links.
+    passthrough: Vec<(String, String)>,
+}
+
+impl ListParams {
+    /// Parses `page`, `per_page`, `order_by` and the allowed filters;
+    /// anything else is CF's 400 BadQueryParameter.
+    pub(crate) fn parse(raw: Option<&str>, filters: &[&str], orders: &[&str]) -> ApiResult<Self> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+            .map_err(|e| ApiError::BadQueryParameter(e.to_string()))?;
+        let mut params = ListParams {
+            page: 1,
+            per_page: 50,
+            order: None,
+            filters: BTreeMap::new(),
+            passthrough: Vec::new(),
+        };
+        let mut unknown = Vec::new();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "page" => {
+                    params.page = value
+                        .parse()
+                        .ok()
+                        .filter(|p| *p >= 1)
+                        .ok_or_else(|| {
+                            ApiError::BadQueryParameter("Page must be greater than 0".into())
+                        })?;
+                }
+                "per_page" => {
+                    params.per_page = value
+                        .parse()
+                        .ok()
+                        .filter(|p| (1..=5000).contains(p))
+                        .ok_or_else(|| {
+                            ApiError::BadQueryParameter(
+                                "Per page must be between 1 and 5000".into(),
+                            )
+                        })?;
+                }
+                "order_by" => {
+                    let (field, desc) = match value.strip_prefix('-') {
+                        Some(f) => (f, true),
+                        None => (value.strip_prefix('+').unwrap_or(&value), false),
+                    };
+                    let mut allowed = vec!["created_at", "updated_at"];
+                    allowed.extend_from_slice(orders);
+                    if !allowed.contains(&field) {
+                        let list = allowed
+                            .iter()
+                            .map(|a| format!("'{a}'"))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        return Err(ApiError::BadQueryParameter(format!(
+                            "Order by can only be: {list}"
+                        )));
+                    }
+                    params.order = Some((field.to_string(), desc));
+                    params.passthrough.push((key, value));
+                }
+                k if filters.contains(&k) => {
+                    params
+                        .filters
+                        .entry(key.clone())
+                        .or_default()
+                        .extend(value.split(',').map(str::to_string));
+                    params.passthrough.push((key, value));
+                }
+                k if ignored_param(k) => params.passthrough.push((key, value)),
+                _ => unknown.push(key),
+            }
+        }
+        if !unknown.is_empty() {
+            let names = unknown
+                .iter()
+                .map(|u| format!("'{u}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ApiError::BadQueryParameter(format!(
+                "Unknown query parameter(s): {names}"
+            )));
+        }
+        Ok(params)
+    }
+
+    /// The values of a filter, if it was given.
+    pub(crate) fn filter(&self, name: &str) -> Option<Vec<String>> {
+        self.filters.get(name).cloned()
+    }
+
+    fn href(&self, api: &Api, path: &str, page: u64) -> Value {
+        let mut pairs = vec![
+            ("page".to_string(), page.to_string()),
+            ("per_page".to_string(), self.per_page.to_string()),
+        ];
+        pairs.extend(self.passthrough.iter().cloned());
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        json!({"href": api.url(&format!("{path}?{query}"))})
+    }
+
+    /// The list envelope CF returns: `pagination` and `resources`.
+    pub(crate) fn envelope(&self, api: &Api, path: &str, total: u64, resources: Vec<Value>) -> Value {
+        let pages = total.div_ceil(self.per_page).max(1);
+        let next = if self.page < pages {
+            self.href(api, path, self.page + 1)
+        } else {
+            Value::Null
+        };
+        let previous = if self.page > 1 {
+            self.href(api, path, (self.page - 1).min(pages))
+        } else {
+            Value::Null
+        };
+        json!({
+            "pagination": {
+                "total_results": total,
+                "total_pages": pages,
+                "first": self.href(api, path, 1),
+                "last": self.href(api, path, pages),
+                "next": next,
+                "previous": previous,
+            },
+            "resources": resources,
+        })
+    }
+
+    /// Pages a list already in memory (for lists computed in Rust).
+    pub(crate) fn slice<T: Clone>(&self, all: &[T]) -> Vec<T> {
+        let start = usize::try_from(self.page.saturating_sub(1).saturating_mul(self.per_page))
+            .unwrap_or(usize::MAX);
+        let len = usize::try_from(self.per_page).unwrap_or(usize::MAX);
+        all.iter().skip(start).take(len).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_params_parse_filters_and_order() {
+        let p = ListParams::parse(
+            Some("names=a,b&order_by=-name&page=2&per_page=10"),
+            &["names"],
+            &["name"],
+        )
+        .expect("valid");
+        assert_eq!(p.page, 2);
+        assert_eq!(p.per_page, 10);
+        assert_eq!(p.order, Some(("name".to_string(), true)));
+        assert_eq!(p.filter("names"), Some(vec!["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn list_params_reject_bad_values() {
+        for q in ["per_page=5001", "per_page=0", "page=0", "order_by=size", "bogus=1"] {
+            let err = ListParams::parse(Some(q), &["names"], &["name"]).expect_err(q);
+            assert!(matches!(err, ApiError::BadQueryParameter(_)), "{q}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn bodies_parse_or_fail_like_cf() {
+        let err = parse_json::<Value>(b"{nope").expect_err("bad json");
+        assert!(matches!(err, ApiError::MessageParse(_)));
+        let v: Value = parse_json(b"").expect("empty is {}");
+        assert_eq!(v, json!({}));
+    }
+}
+
+/// Serves a list endpoint over one table: `filters` maps each query
+/// parameter to the document field it filters, `orders` names the extra
+/// fields `order_by` accepts, `base` holds the endpoint's own constraints.
+pub(crate) async fn list<T: crate::store::Doc>(
+    api: &Api,
+    raw: Option<&str>,
+    path: &str,
+    filters: &[(&str, &str)],
+    orders: &[&str],
+    base: crate::store::Query,
+    render: impl Fn(&T) -> Value,
+) -> ApiResult<Response> {
+    let names: Vec<&str> = filters.iter().map(|f| f.0).collect();
+    let params = ListParams::parse(raw, &names, orders)?;
+    let mut q = base;
+    for (param, field) in filters {
+        if let Some(values) = params.filter(param) {
+            q = q.any_of(field, values);
+        }
+    }
+    if let Some((field, desc)) = &params.order {
+        q = q.order(field, *desc);
+    }
+    let mut c = api.inner.pool.acquire().await?;
+    let (docs, total) = crate::store::page::<T>(&mut c, &q, params.page, params.per_page).await?;
+    let resources = docs.iter().map(render).collect();
+    Ok(ok(params.envelope(api, path, total, resources)))
+}

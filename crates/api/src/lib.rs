@@ -1,0 +1,358 @@
+//! ingot-api: Ingot's Cloud Controller, the Cloud Foundry v3 REST API.
+//!
+//! The resource model (organizations, spaces, domains, stacks, apps,
+//! processes, packages, builds, droplets, buildpacks, routes, jobs, audit
+//! events) is kept in SQLite through `sqlx` in tables prefixed `cc_`, and
+//! served in Cloud Foundry's exact JSON shapes. The one mapping from internal
+//! errors to CF's error envelope lives in [`error`].
+//!
+//! *Invariant*: this crate never depends on `containers` or `scheduler`; it
+//! drives them only through its own [`Runtime`] trait, and checks tokens only
+//! through [`TokenValidator`]. Every write is committed before the response.
+
+mod apps;
+mod builds;
+pub mod error;
+mod http;
+mod manifest;
+mod model;
+mod orgs;
+mod packages;
+mod processes;
+mod root;
+mod routes;
+mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use error::ApiError;
+
+/// Where the API is reachable and what it announces in `/` and `/v2/info`.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The API's external URL, e.g. `http://127.0.0.1:9000`; every link is built from it.
+    pub external_url: String,
+    /// The token server's URL (`external_url + "/uaa"`).
+    pub uaa_url: String,
+    /// The log-cache URL (`external_url + "/log-cache"`).
+    pub log_cache_url: String,
+    /// The shared app domain, e.g. `apps.localhost`.
+    pub app_domain: String,
+    /// The router's URL, announced as the routing endpoint.
+    pub router_url: String,
+    /// The SSH proxy address (`host:port`), when SSH is served.
+    pub ssh_endpoint: Option<String>,
+    /// Ingot's version, shown in `/v3/info`.
+    pub version: String,
+}
+
+/// The API's view of the scheduler (implemented by the binary over the
+/// scheduler crate); api never depends on containers or the scheduler.
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// Stages a package into a droplet (long-running; the runtime itself emits
+    /// the STG log lines and stores the droplet blob at `request.droplet_key`).
+    async fn stage(&self, request: StageRequest) -> Result<StageOutcome, StageFailure>;
+    /// Makes this the desired state of a process (instances may be 0).
+    /// Idempotent; a changed droplet/command/env replaces the instances.
+    async fn desire(&self, process: DesiredProcess);
+    /// Stops and forgets every instance of the process.
+    async fn remove(&self, process_guid: &str);
+    /// The instances as they are now (for `/v3/processes/:guid/stats`).
+    fn instances(&self, process_guid: &str) -> Vec<InstanceReport>;
+}
+
+/// What a staging task needs to turn a package into a droplet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRequest {
+    /// The build being staged.
+    pub build_guid: String,
+    /// The app the package belongs to.
+    pub app_guid: String,
+    /// The app's name.
+    pub app_name: String,
+    /// The app's space.
+    pub space_guid: String,
+    /// The space's name.
+    pub space_name: String,
+    /// The space's organization.
+    pub org_guid: String,
+    /// The organization's name.
+    pub org_name: String,
+    /// Blob key of the package zip.
+    pub package_key: String,
+    /// The droplet the build will produce.
+    pub droplet_guid: String,
+    /// Where to store the droplet tgz.
+    pub droplet_key: String,
+    /// The buildpacks the app asks for, in order; empty = auto-detect over
+    /// [`StageRequest::detect_candidates`].
+    pub buildpacks: Vec<BuildpackRef>,
+    /// When `buildpacks` is empty: every enabled admin buildpack in position
+    /// order, to detect over (empty otherwise).
+    pub detect_candidates: Vec<BuildpackRef>,
+    /// The app's environment variables.
+    pub environment: BTreeMap<String, String>,
+    /// Staging memory limit.
+    pub memory_mb: u64,
+    /// Staging disk limit.
+    pub disk_mb: u64,
+    /// The stack to stage on (`ingot-default` unless another exists).
+    pub stack: String,
+}
+
+/// One buildpack a staging task runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BuildpackRef {
+    /// A buildpack built into the lifecycle: `staticfile_buildpack`,
+    /// `python_buildpack`, `binary_buildpack`.
+    Builtin(String),
+    /// An admin buildpack uploaded as a zip.
+    Uploaded {
+        /// The buildpack's name.
+        name: String,
+        /// Blob key of its zip (`buildpacks/<guid>.zip`).
+        blob_key: String,
+    },
+    /// A buildpack fetched from a URL.
+    Url(String),
+}
+
+/// The result of a successful staging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageOutcome {
+    /// The detect output of the buildpack that won (e.g. `python 3.11`).
+    pub detected_buildpack: String,
+    /// The name of the buildpack that won.
+    pub buildpack_name: String,
+    /// Process types and their start commands from the release step.
+    pub process_types: BTreeMap<String, String>,
+    /// SHA-256 of the droplet tgz.
+    pub checksum_sha256: String,
+}
+
+/// Why staging failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageFailure {
+    /// CF's staging error name: `NoAppDetectedError`, `BuildpackCompileFailed`, `StagingError`.
+    pub code: String,
+    /// A message for the user.
+    pub message: String,
+}
+
+/// A health check of a process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// `port`, `process` or `http`.
+    pub kind: String,
+    /// The HTTP endpoint for `http` checks.
+    pub endpoint: Option<String>,
+    /// How long an instance may take to become healthy (seconds).
+    pub timeout_secs: Option<u64>,
+    /// How long one check may take (seconds).
+    pub invocation_timeout_secs: Option<u64>,
+}
+
+/// The desired state of one process of a started app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredProcess {
+    /// The process's guid (the LRP's identity).
+    pub process_guid: String,
+    /// The process type, e.g. `web`.
+    pub process_type: String,
+    /// The app's guid (the log source id).
+    pub app_guid: String,
+    /// The app's name.
+    pub app_name: String,
+    /// The app's space.
+    pub space_guid: String,
+    /// The space's name.
+    pub space_name: String,
+    /// The space's organization.
+    pub org_guid: String,
+    /// The organization's name.
+    pub org_name: String,
+    /// The droplet to run.
+    pub droplet_guid: String,
+    /// Blob key of the droplet tgz.
+    pub droplet_key: String,
+    /// Resolved start command: the process's command, else the droplet's
+    /// `process_types[type]`.
+    pub command: String,
+    /// How many instances to run (may be 0).
+    pub instances: u32,
+    /// Memory limit per instance.
+    pub memory_mb: u64,
+    /// Disk limit per instance.
+    pub disk_mb: u64,
+    /// The app's environment variables.
+    pub environment: BTreeMap<String, String>,
+    /// `host.domain` or `host.domain/path` for every route mapped to this process.
+    pub uris: Vec<String>,
+    /// The health check gating `RUNNING`.
+    pub health_check: HealthCheck,
+}
+
+/// One instance of a process as the runtime sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    /// The instance index.
+    pub index: u32,
+    /// `STARTING`, `RUNNING`, `CRASHED` or `DOWN`.
+    pub state: String,
+    /// The instance guid (`CF_INSTANCE_GUID`).
+    pub instance_guid: String,
+    /// The address the instance answers on.
+    pub host: String,
+    /// The port the instance answers on.
+    pub port: Option<u16>,
+    /// Seconds since the instance started.
+    pub uptime_secs: u64,
+    /// Memory in use.
+    pub mem_bytes: u64,
+    /// Disk in use.
+    pub disk_bytes: u64,
+    /// CPU share (0.0–1.0 per core).
+    pub cpu: f64,
+    /// Why the instance is not running, if it is not.
+    pub details: Option<String>,
+}
+
+/// Token checking, implemented by the binary over the auth crate.
+pub trait TokenValidator: Send + Sync {
+    /// Checks the `Authorization` header's value.
+    fn validate(&self, authorization: Option<&str>) -> Result<Principal, TokenProblem>;
+}
+
+/// The user a valid token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user's guid (`user_id` claim).
+    pub user_guid: String,
+    /// The user's name (`user_name` claim).
+    pub user_name: String,
+    /// The token's scopes.
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    /// Whether the token carries `cloud_controller.admin`.
+    pub fn is_admin(&self) -> bool {
+        self.scopes.iter().any(|s| s == "cloud_controller.admin")
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    /// No `Authorization` header.
+    Missing,
+    /// Not a token we signed, or malformed.
+    Invalid,
+    /// Past its expiry.
+    Expired,
+}
+
+/// A crash of one instance, reported by the runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrashReport {
+    /// The crashed instance's process.
+    pub process_guid: String,
+    /// The instance index.
+    pub index: u32,
+    /// The instance guid.
+    pub instance_guid: String,
+    /// The exit status of the app's process.
+    pub exit_status: i32,
+    /// `CRASHED`.
+    pub reason: String,
+    /// e.g. `APP/PROC/WEB: Exited with status 137 (out of memory)`.
+    pub exit_description: String,
+    /// How many times this instance index has crashed.
+    pub crash_count: u32,
+    /// When, in nanoseconds since the epoch.
+    pub crash_timestamp_ns: i64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) pool: sqlx::SqlitePool,
+    pub(crate) blobs: Arc<dyn ingot_blobstore::Blobstore>,
+    #[allow(dead_code)] // kept for API log lines, not emitted yet
+    pub(crate) logs: Arc<dyn ingot_logs::LogSink>,
+    pub(crate) tokens: Arc<dyn TokenValidator>,
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) config: ApiConfig,
+    pub(crate) metrics: http::Metrics,
+}
+
+/// The Cloud Controller: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Api {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Api {
+    /// Creates the `cc_` tables if needed and returns the API over them.
+    pub async fn open(
+        pool: sqlx::SqlitePool,
+        blobs: Arc<dyn ingot_blobstore::Blobstore>,
+        logs: Arc<dyn ingot_logs::LogSink>,
+        tokens: Arc<dyn TokenValidator>,
+        runtime: Arc<dyn Runtime>,
+        mut config: ApiConfig,
+    ) -> Result<Self, ApiError> {
+        store::migrate(&pool).await?;
+        config.external_url = config.external_url.trim_end_matches('/').to_string();
+        Ok(Api {
+            inner: Arc::new(Inner {
+                pool,
+                blobs,
+                logs,
+                tokens,
+                runtime,
+                config,
+                metrics: http::Metrics::default(),
+            }),
+        })
+    }
+
+    /// First boot: when there is no organization yet, creates org `main`,
+    /// space `dev`, the shared domain, the default stack `ingot-default`, the
+    /// built-in buildpacks, and a user record for the admin. Idempotent.
+    pub async fn bootstrap(
+        &self,
+        admin_user_guid: &str,
+        admin_user_name: &str,
+    ) -> Result<(), ApiError> {
+        orgs::bootstrap(self, admin_user_guid, admin_user_name).await
+    }
+
+    /// After a platform restart: desires every started app's processes again
+    /// from the stored desired state.
+    pub async fn resume(&self) -> Result<(), ApiError> {
+        apps::resume(self).await
+    }
+
+    /// Records a crash as the audit event `audit.app.process.crash`.
+    pub async fn record_crash(&self, report: CrashReport) -> Result<(), ApiError> {
+        processes::record_crash(self, report).await
+    }
+
+    /// The HTTP surface: `/`, `/v2/info`, `/v3/…`.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.clone())
+    }
+
+    /// Registers the API's request counters.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.inner.metrics.register(registry);
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{}", self.inner.config.external_url, path)
+    }
+}

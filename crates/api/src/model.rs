@@ -1,0 +1,715 @@
+//! The resource model as stored, and its rendering into CF v3 JSON.
+//!
+//! The stored documents hold only what Ingot needs; the CF shapes (links,
+//! relationships, nested `data`) are produced here, at the edge, from the
+//! API's external URL.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::store::Doc;
+use crate::DesiredProcess;
+
+/// Now, as CF writes timestamps: `2026-11-25T11:31:22Z`.
+pub(crate) fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// A fresh resource guid (uuid v4).
+pub(crate) fn new_guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Labels and annotations of a resource.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Metadata {
+    #[serde(default)]
+    pub labels: Map<String, Value>,
+    #[serde(default)]
+    pub annotations: Map<String, Value>,
+}
+
+impl Metadata {
+    fn json(&self) -> Value {
+        json!({"labels": self.labels, "annotations": self.annotations})
+    }
+
+    /// Applies a metadata patch: a `null` value removes the key.
+    pub(crate) fn merge(&mut self, patch: &Value) {
+        for (field, target) in [
+            ("labels", &mut self.labels),
+            ("annotations", &mut self.annotations),
+        ] {
+            if let Some(Value::Object(map)) = patch.get(field) {
+                for (k, v) in map {
+                    if v.is_null() {
+                        target.remove(k);
+                    } else {
+                        target.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn link(base: &str, path: &str) -> Value {
+    json!({"href": format!("{base}{path}")})
+}
+
+fn link_method(base: &str, path: &str, method: &str) -> Value {
+    json!({"href": format!("{base}{path}"), "method": method})
+}
+
+fn rel(guid: Option<&str>) -> Value {
+    match guid {
+        Some(g) => json!({"data": {"guid": g}}),
+        None => json!({"data": null}),
+    }
+}
+
+macro_rules! doc {
+    ($ty:ty, $table:literal, $kind:literal) => {
+        impl Doc for $ty {
+            const TABLE: &'static str = $table;
+            const KIND: &'static str = $kind;
+            fn guid(&self) -> &str {
+                &self.guid
+            }
+        }
+    };
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Org {
+    pub guid: String,
+    pub name: String,
+    pub suspended: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+doc!(Org, "cc_orgs", "Organization");
+
+impl Org {
+    pub(crate) fn json(&self, base: &str) -> Value {
+        let g = &self.guid;
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "name": self.name, "suspended": self.suspended,
+            "relationships": {"quota": rel(None)},
+            "metadata": self.metadata.json(),
+            "links": {
+                "self": link(base, &format!("/v3/organizations/{g}")),
+                "domains": link(base, &format!("/v3/organizations/{g}/domains")),
+                "default_domain": link(base, &format!("/v3/organizations/{g}/domains/default")),
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Space {
+    pub guid: String,
+    pub name: String,
+    pub org_guid: String,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+doc!(Space, "cc_spaces", "Space");
+
+impl Space {
+    pub(crate) fn json(&self, base: &str) -> Value {
+        let g = &self.guid;
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "name": self.name,
+            "relationships": {"organization": rel(Some(&self.org_guid)), "quota": rel(None)},
+            "metadata": self.metadata.json(),
+            "links": {
+                "self": link(base, &format!("/v3/spaces/{g}")),
+                "features": link(base, &format!("/v3/spaces/{g}/features")),
+                "organization": link(base, &format!("/v3/organizations/{}", self.org_guid)),
+                "apply_manifest": link_method(base, &format!("/v3/spaces/{g}/actions/apply_manifest"), "POST"),
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Domain {
+    pub guid: String,
+    pub name: String,
+    pub internal: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+doc!(Domain, "cc_domains", "Domain");
+
+impl Domain {
+    pub(crate) fn json(&self, base: &str) -> Value {
+        let g = &self.guid;
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "name": self.name, "internal": self.internal, "router_group": null,
+            "supported_protocols": ["http"],
+            "relationships": {"organization": rel(None), "shared_organizations": {"data": []}},
+            "metadata": self.metadata.json(),
+            "links": {
+                "self": link(base, &format!("/v3/domains/{g}")),
+                "route_reservations": link(base, &format!("/v3/domains/{g}/route_reservations")),
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Stack {
+    pub guid: String,
+    pub name: String,
+    pub description: String,
+    pub default: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+doc!(Stack, "cc_stacks", "Stack");
+
+impl Stack {
+    pub(crate) fn json(&self, base: &str) -> Value {
+        json!({
+            "guid": self.guid, "created_at": self.created_at, "updated_at": self.updated_at,
+            "name": self.name, "description": self.description,
+            "build_rootfs_image": self.name, "run_rootfs_image": self.name,
+            "default": self.default,
+            "metadata": self.metadata.json(),
+            "links": {"self": link(base, &format!("/v3/stacks/{}", self.guid))}
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Buildpack {
+    pub guid: String,
+    pub name: String,
+    pub position: i64,
+    pub enabled: bool,
+    pub locked: bool,
+    pub stack: Option<String>,
+    pub state: String,
+    pub filename: Option<String>,
+    /// Built into the lifecycle (no blob).
+    pub builtin: bool,
+    pub blob_key: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+doc!(Buildpack, "cc_buildpacks", "Buildpack");
+
+impl Buildpack {
+    pub(crate) fn json(&self, base: &str) -> Value {
+        let g = &self.guid;
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "name": self.name, "state": self.state, "filename": self.filename,
+            "stack": self.stack, "position": self.position, "lifecycle": "buildpack",
+            "enabled": self.enabled, "locked": self.locked,
+            "metadata": self.metadata.json(),
+            "links": {
+                "self": link(base, &format!("/v3/buildpacks/{g}")),
+                "upload": link_method(base, &format!("/v3/buildpacks/{g}/upload"), "POST"),
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct User {
+    pub guid: String,
+    pub username: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+doc!(User, "cc_users", "User");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct App {
+    pub guid: String,
+    pub name: String,
+    pub space_guid: String,
+    pub state: String,
+    pub buildpacks: Vec<String>,
+    pub stack: String,
+    pub env: Map<String, Value>,
+    pub droplet_guid: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+doc!(App, "cc_apps", "App");
+
+impl App {
+    pub(crate) fn lifecycle_json(&self) -> Value {
+        json!({"type": "buildpack", "data": {"buildpacks": self.buildpacks, "stack": self.stack}})
+    }
+
+    pub(crate) fn json(&self, base: &str) -> Value {
+        let g = &self.guid;
+        let a = format!("/v3/apps/{g}");
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "name": self.name, "state": self.state,
+            "lifecycle": self.lifecycle_json(),
+            "relationships": {"space": rel(Some(&self.space_guid))},
+            "metadata": self.metadata.json(),
+            "links": {
+                "self": link(base, &a),
+                "environment_variables": link(base, &format!("{a}/environment_variables")),
+                "space": link(base, &format!("/v3/spaces/{}", self.space_guid)),
+                "processes": link(base, &format!("{a}/processes")),
+                "packages": link(base, &format!("{a}/packages")),
+                "current_droplet": link(base, &format!("{a}/droplets/current")),
+                "droplets": link(base, &format!("{a}/droplets")),
+                "tasks": link(base, &format!("{a}/tasks")),
+                "start": link_method(base, &format!("{a}/actions/start"), "POST"),
+                "stop": link_method(base, &format!("{a}/actions/stop"), "POST"),
+                "revisions": link(base, &format!("{a}/revisions")),
+                "deployed_revisions": link(base, &format!("{a}/revisions/deployed")),
+                "features": link(base, &format!("{a}/features")),
+            }
+        })
+    }
+
+    /// The environment variables as strings, as processes see them.
+    pub(crate) fn env_strings(&self) -> BTreeMap<String, String> {
+        self.env
+            .iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), s)
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Process {
+    pub guid: String,
+    pub app_guid: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub command: Option<String>,
+    pub instances: u32,
+    pub memory_mb: u64,
+    pub disk_mb: u64,
+    pub health_check_type: String,
+    pub health_check_endpoint: Option<String>,
+    pub health_check_timeout: Option<u64>,
+    pub health_check_invocation_timeout: Option<u64>,
+    pub version: String,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+doc!(Process, "cc_processes", "Process");
+
+/// Memory of a new process. CF's default is 1024 MB; Ingot's machines are
+/// small, so 256 MB.
+pub(crate) const DEFAULT_MEMORY_MB: u64 = 256;
+/// Disk of a new process (CF's default).
+pub(crate) const DEFAULT_DISK_MB: u64 = 1024;
+
+impl Process {
+    pub(crate) fn new(app_guid: &str, kind: &str, command: Option<String>) -> Self {
+        let at = now();
+        Process {
+            guid: new_guid(),
+            app_guid: app_guid.to_string(),
+            kind: kind.to_string(),
+            command,
+            // Only web runs by default, as in CF.
+            instances: u32::from(kind == "web"),
+            memory_mb: DEFAULT_MEMORY_MB,
+            disk_mb: DEFAULT_DISK_MB,
+            health_check_type: if kind == "web" { "port" } else { "process" }.to_string(),
+            health_check_endpoint: None,
+            health_check_timeout: None,
+            health_check_invocation_timeout: None,
+            version: new_guid(),
+            created_at: at.clone(),
+            updated_at: at,
+            metadata: Metadata::default(),
+        }
+    }
+
+    /// The command the process runs: its own, else the droplet's for its type.
+    pub(crate) fn effective_command(&self, droplet: Option<&Droplet>) -> Option<String> {
+        self.command
+            .clone()
+            .or_else(|| droplet.and_then(|d| d.process_types.get(&self.kind).cloned()))
+    }
+
+    pub(crate) fn json(&self, base: &str, space_guid: &str, droplet: Option<&Droplet>) -> Value {
+        let g = &self.guid;
+        let endpoint = if self.health_check_type == "http" {
+            json!(self.health_check_endpoint.clone().unwrap_or_else(|| "/".to_string()))
+        } else {
+            Value::Null
+        };
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "type": self.kind, "command": self.effective_command(droplet),
+            "instances": self.instances, "memory_in_mb": self.memory_mb, "disk_in_mb": self.disk_mb,
+            "log_rate_limit_in_bytes_per_second": -1,
+            "health_check": {"type": self.health_check_type, "data": {
+                "timeout": self.health_check_timeout,
+                "invocation_timeout": self.health_check_invocation_timeout,
+                "interval": null,
+                "endpoint": endpoint,
+            }},
+            "readiness_health_check": {"type": "process", "data": {"invocation_timeout": null, "interval": null}},
+            "relationships": {"app": rel(Some(&self.app_guid)), "revision": rel(None)},
+            "version": self.version,
+            "metadata": self.metadata.json(),
+            "links": {
+                "self": link(base, &format!("/v3/processes/{g}")),
+                "scale": link_method(base, &format!("/v3/processes/{g}/actions/scale"), "POST"),
+                "app": link(base, &format!("/v3/apps/{}", self.app_guid)),
+                "space": link(base, &format!("/v3/spaces/{space_guid}")),
+                "stats": link(base, &format!("/v3/processes/{g}/stats")),
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Package {
+    pub guid: String,
+    pub app_guid: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state: String,
+    pub error: Option<String>,
+    pub checksum: Option<String>,
+    pub image: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+doc!(Package, "cc_packages", "Package");
+
+impl Package {
+    pub(crate) fn blob_key(&self) -> String {
+        format!("packages/{}.zip", self.guid)
+    }
+
+    pub(crate) fn json(&self, base: &str) -> Value {
+        let g = &self.guid;
+        let data = if self.kind == "docker" {
+            json!({"image": self.image, "username": null, "password": null})
+        } else {
+            json!({"checksum": {"type": "sha256", "value": self.checksum}, "error": self.error})
+        };
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "type": self.kind, "data": data, "state": self.state,
+            "relationships": {"app": rel(Some(&self.app_guid))},
+            "metadata": self.metadata.json(),
+            "links": {
+                "self": link(base, &format!("/v3/packages/{g}")),
+                "upload": link_method(base, &format!("/v3/packages/{g}/upload"), "POST"),
+                "download": link_method(base, &format!("/v3/packages/{g}/download"), "GET"),
+                "app": link(base, &format!("/v3/apps/{}", self.app_guid)),
+            }
+        })
+    }
+}
+
+/// Who started a build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CreatedBy {
+    pub guid: String,
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Build {
+    pub guid: String,
+    pub app_guid: String,
+    pub package_guid: String,
+    pub state: String,
+    pub error: Option<String>,
+    pub droplet_guid: Option<String>,
+    pub buildpacks: Vec<String>,
+    pub stack: String,
+    pub memory_mb: u64,
+    pub disk_mb: u64,
+    pub created_by: CreatedBy,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+doc!(Build, "cc_builds", "Build");
+
+impl Build {
+    pub(crate) fn json(&self, base: &str) -> Value {
+        let g = &self.guid;
+        let mut links = json!({
+            "self": link(base, &format!("/v3/builds/{g}")),
+            "app": link(base, &format!("/v3/apps/{}", self.app_guid)),
+        });
+        if let Some(d) = &self.droplet_guid {
+            links["droplet"] = link(base, &format!("/v3/droplets/{d}"));
+        }
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "state": self.state,
+            "staging_memory_in_mb": self.memory_mb, "staging_disk_in_mb": self.disk_mb,
+            "staging_log_rate_limit_bytes_per_second": -1,
+            "error": self.error,
+            "lifecycle": {"type": "buildpack", "data": {"buildpacks": self.buildpacks, "stack": self.stack}},
+            "package": {"guid": self.package_guid},
+            "droplet": self.droplet_guid.as_ref().map(|d| json!({"guid": d})),
+            "created_by": self.created_by,
+            "relationships": {"app": rel(Some(&self.app_guid))},
+            "metadata": self.metadata.json(),
+            "links": links,
+        })
+    }
+}
+
+/// A buildpack that took part in staging a droplet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DropletBuildpack {
+    pub name: String,
+    pub detect_output: Option<String>,
+    pub buildpack_name: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Droplet {
+    pub guid: String,
+    pub app_guid: String,
+    pub package_guid: Option<String>,
+    pub state: String,
+    pub error: Option<String>,
+    pub process_types: BTreeMap<String, String>,
+    pub buildpacks: Vec<DropletBuildpack>,
+    pub stack: String,
+    pub checksum: Option<String>,
+    pub blob_key: String,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+doc!(Droplet, "cc_droplets", "Droplet");
+
+impl Droplet {
+    pub(crate) fn json(&self, base: &str) -> Value {
+        let g = &self.guid;
+        let mut links = json!({
+            "self": link(base, &format!("/v3/droplets/{g}")),
+            "app": link(base, &format!("/v3/apps/{}", self.app_guid)),
+            "assign_current_droplet": link_method(base, &format!("/v3/apps/{}/relationships/current_droplet", self.app_guid), "PATCH"),
+            "download": link(base, &format!("/v3/droplets/{g}/download")),
+        });
+        if let Some(p) = &self.package_guid {
+            links["package"] = link(base, &format!("/v3/packages/{p}"));
+        }
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "state": self.state, "error": self.error,
+            "lifecycle": {"type": "buildpack", "data": {}},
+            "execution_metadata": "",
+            "process_types": self.process_types,
+            "checksum": self.checksum.as_ref().map(|c| json!({"type": "sha256", "value": c})),
+            "buildpacks": self.buildpacks,
+            "stack": self.stack,
+            "image": null,
+            "relationships": {"app": rel(Some(&self.app_guid))},
+            "metadata": self.metadata.json(),
+            "links": links,
+        })
+    }
+}
+
+/// Where a route sends its traffic: one process of one app.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Destination {
+    pub guid: String,
+    pub app_guid: String,
+    pub process_type: String,
+    pub port: u16,
+    pub protocol: String,
+    pub weight: Option<u32>,
+}
+
+impl Destination {
+    pub(crate) fn json(&self) -> Value {
+        json!({
+            "guid": self.guid,
+            "app": {"guid": self.app_guid, "process": {"type": self.process_type}},
+            "weight": self.weight, "port": self.port, "protocol": self.protocol,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Route {
+    pub guid: String,
+    pub host: String,
+    pub path: String,
+    pub domain_guid: String,
+    pub space_guid: String,
+    pub destinations: Vec<Destination>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+doc!(Route, "cc_routes", "Route");
+
+impl Route {
+    /// `host.domain/path` (or `domain/path` without a host).
+    pub(crate) fn url(&self, domain: &str) -> String {
+        let mut url = if self.host.is_empty() {
+            domain.to_string()
+        } else {
+            format!("{}.{domain}", self.host)
+        };
+        url.push_str(&self.path);
+        url
+    }
+
+    pub(crate) fn json(&self, base: &str, domain: &str) -> Value {
+        let g = &self.guid;
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "protocol": "http", "host": self.host, "path": self.path, "port": null,
+            "url": self.url(domain),
+            "destinations": self.destinations.iter().map(Destination::json).collect::<Vec<_>>(),
+            "options": {},
+            "metadata": self.metadata.json(),
+            "relationships": {"space": rel(Some(&self.space_guid)), "domain": rel(Some(&self.domain_guid))},
+            "links": {
+                "self": link(base, &format!("/v3/routes/{g}")),
+                "space": link(base, &format!("/v3/spaces/{}", self.space_guid)),
+                "domain": link(base, &format!("/v3/domains/{}", self.domain_guid)),
+                "destinations": link(base, &format!("/v3/routes/{g}/destinations")),
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Job {
+    pub guid: String,
+    pub operation: String,
+    pub state: String,
+    pub errors: Vec<Value>,
+    pub warnings: Vec<String>,
+    /// The resource the job acts on, as (link name, path), e.g. ("space", "/v3/spaces/…").
+    pub resource: Option<(String, String)>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+doc!(Job, "cc_jobs", "Job");
+
+impl Job {
+    pub(crate) fn new(operation: &str, resource: Option<(String, String)>) -> Self {
+        let at = now();
+        Job {
+            guid: new_guid(),
+            operation: operation.to_string(),
+            state: "PROCESSING".to_string(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            resource,
+            created_at: at.clone(),
+            updated_at: at,
+        }
+    }
+
+    pub(crate) fn json(&self, base: &str) -> Value {
+        let mut links = json!({"self": link(base, &format!("/v3/jobs/{}", self.guid))});
+        if let Some((name, path)) = &self.resource {
+            links[name] = link(base, path);
+        }
+        json!({
+            "guid": self.guid, "created_at": self.created_at, "updated_at": self.updated_at,
+            "operation": self.operation, "state": self.state,
+            "errors": self.errors,
+            "warnings": self.warnings.iter().map(|w| json!({"detail": w})).collect::<Vec<_>>(),
+            "links": links,
+        })
+    }
+}
+
+/// The actor or target of an audit event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct EventParty {
+    pub guid: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Event {
+    pub guid: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub actor: EventParty,
+    pub target: EventParty,
+    pub data: Value,
+    pub space_guid: Option<String>,
+    pub org_guid: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+doc!(Event, "cc_events", "Event");
+
+impl Event {
+    pub(crate) fn json(&self, base: &str) -> Value {
+        json!({
+            "guid": self.guid, "created_at": self.created_at, "updated_at": self.updated_at,
+            "type": self.kind, "actor": self.actor, "target": self.target, "data": self.data,
+            "space": self.space_guid.as_ref().map(|g| json!({"guid": g})),
+            "organization": self.org_guid.as_ref().map(|g| json!({"guid": g})),
+            "links": {"self": link(base, &format!("/v3/audit_events/{}", self.guid))}
+        })
+    }
+}
+
+/// The last desired state handed to the runtime for a process; `resume`
+/// replays it, and scaling or route changes patch it (so an unrestarted env
+/// or droplet change is not applied behind the user's back).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Desired {
+    pub guid: String,
+    pub app_guid: String,
+    pub process: DesiredProcess,
+}
+doc!(Desired, "cc_desired", "Process");

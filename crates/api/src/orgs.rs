@@ -1,0 +1,493 @@
+//! The platform's frame: organizations, spaces, domains, stacks, users, the
+//! first-boot bootstrap, jobs and audit events.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::SqliteConnection;
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::{created, list, ok, parse_json};
+use crate::model::{
+    new_guid, now, Buildpack, Domain, Event, EventParty, Job, Metadata, Org, Space, Stack, User,
+};
+use crate::store::{self, Query};
+use crate::{Api, Principal};
+
+/// The default stack's name; manifests naming CF's stacks get it instead.
+pub(crate) const DEFAULT_STACK: &str = "ingot-default";
+/// CF stack names that mean the default stack.
+pub(crate) const STACK_ALIASES: &[&str] = &["cflinuxfs3", "cflinuxfs4"];
+/// The buildpacks built into the lifecycle, in detection order.
+pub(crate) const BUILTIN_BUILDPACKS: &[&str] =
+    &["staticfile_buildpack", "python_buildpack", "binary_buildpack"];
+
+pub(crate) fn routes() -> Router<Api> {
+    Router::new()
+        .route("/v3/organizations", get(list_orgs).post(create_org))
+        .route("/v3/organizations/{guid}", get(get_org))
+        .route("/v3/organizations/{guid}/domains", get(org_domains))
+        .route("/v3/organizations/{guid}/domains/default", get(org_default_domain))
+        .route("/v3/spaces", get(list_spaces).post(create_space))
+        .route("/v3/spaces/{guid}", get(get_space))
+        .route("/v3/domains", get(list_domains))
+        .route("/v3/domains/{guid}", get(get_domain))
+        .route("/v3/stacks", get(list_stacks))
+        .route("/v3/stacks/{guid}", get(get_stack))
+        .route("/v3/jobs/{guid}", get(get_job))
+        .route("/v3/audit_events", get(list_events))
+        .route("/v3/audit_events/{guid}", get(get_event))
+}
+
+pub(crate) async fn bootstrap(api: &Api, admin_guid: &str, admin_name: &str) -> ApiResult<()> {
+    let mut tx = store::begin(&api.inner.pool).await?;
+    let at = now();
+    let orgs: Vec<Org> = store::find(&mut tx, &Query::new()).await?;
+    if orgs.is_empty() {
+        let org = Org {
+            guid: new_guid(),
+            name: "main".into(),
+            suspended: false,
+            created_at: at.clone(),
+            updated_at: at.clone(),
+            metadata: Metadata::default(),
+        };
+        store::insert(&mut tx, &org).await?;
+        let space = Space {
+            guid: new_guid(),
+            name: "dev".into(),
+            org_guid: org.guid.clone(),
+            created_at: at.clone(),
+            updated_at: at.clone(),
+            metadata: Metadata::default(),
+        };
+        store::insert(&mut tx, &space).await?;
+    }
+    let domain = &api.inner.config.app_domain;
+    if store::find_one::<Domain>(&mut tx, &Query::new().eq("name", domain))
+        .await?
+        .is_none()
+    {
+        let d = Domain {
+            guid: new_guid(),
+            name: domain.clone(),
+            internal: false,
+            created_at: at.clone(),
+            updated_at: at.clone(),
+            metadata: Metadata::default(),
+        };
+        store::insert(&mut tx, &d).await?;
+    }
+    if store::find_one::<Stack>(&mut tx, &Query::new().eq("name", DEFAULT_STACK))
+        .await?
+        .is_none()
+    {
+        let s = Stack {
+            guid: new_guid(),
+            name: DEFAULT_STACK.into(),
+            description: "The host's system directories, read-only, with a generated /etc \
+                          (cflinuxfs3 and cflinuxfs4 are aliases of it)"
+                .into(),
+            default: true,
+            created_at: at.clone(),
+            updated_at: at.clone(),
+            metadata: Metadata::default(),
+        };
+        store::insert(&mut tx, &s).await?;
+    }
+    for (i, name) in BUILTIN_BUILDPACKS.iter().enumerate() {
+        if store::find_one::<Buildpack>(&mut tx, &Query::new().eq("name", name))
+            .await?
+            .is_none()
+        {
+            let b = Buildpack {
+                guid: new_guid(),
+                name: (*name).to_string(),
+                position: i64::try_from(i).unwrap_or(0) + 1,
+                enabled: true,
+                locked: false,
+                stack: Some(DEFAULT_STACK.into()),
+                state: "READY".into(),
+                filename: None,
+                builtin: true,
+                blob_key: None,
+                created_at: at.clone(),
+                updated_at: at.clone(),
+                metadata: Metadata::default(),
+            };
+            store::insert(&mut tx, &b).await?;
+        }
+    }
+    if store::get::<User>(&mut tx, admin_guid).await?.is_none() {
+        let u = User {
+            guid: admin_guid.into(),
+            username: admin_name.into(),
+            created_at: at.clone(),
+            updated_at: at,
+        };
+        store::insert(&mut tx, &u).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records an audit event inside the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn audit(
+    c: &mut SqliteConnection,
+    kind: &str,
+    actor: EventParty,
+    target: EventParty,
+    data: Value,
+    space_guid: Option<&str>,
+    org_guid: Option<&str>,
+) -> ApiResult<()> {
+    let at = now();
+    let event = Event {
+        guid: new_guid(),
+        kind: kind.into(),
+        actor,
+        target,
+        data,
+        space_guid: space_guid.map(str::to_string),
+        org_guid: org_guid.map(str::to_string),
+        created_at: at.clone(),
+        updated_at: at,
+    };
+    store::insert(c, &event).await
+}
+
+/// The audit actor for a user's request.
+pub(crate) fn user_actor(p: &Principal) -> EventParty {
+    EventParty {
+        guid: p.user_guid.clone(),
+        kind: "user".into(),
+        name: p.user_name.clone(),
+    }
+}
+
+/// Finds the stack a lifecycle names (aliases → the default); `None` → default.
+pub(crate) async fn resolve_stack(
+    c: &mut SqliteConnection,
+    name: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> ApiResult<String> {
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Ok(DEFAULT_STACK.into());
+    };
+    if STACK_ALIASES.contains(&name) {
+        if store::find_one::<Stack>(c, &Query::new().eq("name", name))
+            .await?
+            .is_none()
+        {
+            warnings.push(format!(
+                "Stack '{name}' runs on Ingot's default stack '{DEFAULT_STACK}'."
+            ));
+            return Ok(DEFAULT_STACK.into());
+        }
+        return Ok(name.into());
+    }
+    match store::find_one::<Stack>(c, &Query::new().eq("name", name)).await? {
+        Some(_) => Ok(name.into()),
+        None => Err(ApiError::Unprocessable(format!(
+            "Stack '{name}' does not exist"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewOrg {
+    name: Option<String>,
+    #[serde(default)]
+    suspended: bool,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+async fn list_orgs(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let base = api.inner.config.external_url.clone();
+    list::<Org>(
+        &api,
+        q.as_deref(),
+        "/v3/organizations",
+        &[("names", "name"), ("guids", "guid")],
+        &["name"],
+        Query::new(),
+        |o| o.json(&base),
+    )
+    .await
+}
+
+async fn get_org(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    let org: Org = store::fetch(&mut c, &guid).await?;
+    Ok(ok(org.json(&api.inner.config.external_url)))
+}
+
+fn require_name(name: Option<String>) -> ApiResult<String> {
+    match name {
+        Some(n) if !n.trim().is_empty() => Ok(n),
+        Some(_) => Err(ApiError::Unprocessable("Name can't be blank".into())),
+        None => Err(ApiError::Unprocessable(
+            "Name can't be blank, Name must be a string".into(),
+        )),
+    }
+}
+
+async fn create_org(State(api): State<Api>, body: Bytes) -> ApiResult<Response> {
+    let req: NewOrg = parse_json(&body)?;
+    let name = require_name(req.name)?;
+    let at = now();
+    let mut metadata = Metadata::default();
+    if let Some(m) = &req.metadata {
+        metadata.merge(m);
+    }
+    let org = Org {
+        guid: new_guid(),
+        name: name.clone(),
+        suspended: req.suspended,
+        created_at: at.clone(),
+        updated_at: at,
+        metadata,
+    };
+    let mut tx = store::begin(&api.inner.pool).await?;
+    if store::find_one::<Org>(&mut tx, &Query::new().eq("name", &name))
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::Uniqueness(format!(
+            "Organization '{name}' already exists."
+        )));
+    }
+    store::insert(&mut tx, &org).await?;
+    tx.commit().await?;
+    Ok(created(org.json(&api.inner.config.external_url)))
+}
+
+async fn org_domains(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    {
+        let mut c = api.inner.pool.acquire().await?;
+        store::fetch::<Org>(&mut c, &guid).await?;
+    }
+    let base = api.inner.config.external_url.clone();
+    list::<Domain>(
+        &api,
+        q.as_deref(),
+        &format!("/v3/organizations/{guid}/domains"),
+        &[("names", "name"), ("guids", "guid")],
+        &["name"],
+        Query::new(),
+        |d| d.json(&base),
+    )
+    .await
+}
+
+async fn org_default_domain(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    store::fetch::<Org>(&mut c, &guid).await?;
+    let d = default_domain(&api, &mut c).await?;
+    Ok(ok(d.json(&api.inner.config.external_url)))
+}
+
+/// The shared app domain (the first domain when the configured one is gone).
+pub(crate) async fn default_domain(api: &Api, c: &mut SqliteConnection) -> ApiResult<Domain> {
+    if let Some(d) =
+        store::find_one::<Domain>(c, &Query::new().eq("name", &api.inner.config.app_domain)).await?
+    {
+        return Ok(d);
+    }
+    store::find_one::<Domain>(c, &Query::new())
+        .await?
+        .ok_or_else(|| ApiError::not_found("Domain"))
+}
+
+#[derive(Deserialize)]
+struct NewSpace {
+    name: Option<String>,
+    relationships: Option<SpaceRelationships>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct SpaceRelationships {
+    organization: Option<crate::apps::ToOne>,
+}
+
+async fn list_spaces(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let base = api.inner.config.external_url.clone();
+    let filters = [
+        ("names", "name"),
+        ("guids", "guid"),
+        ("organization_guids", "org_guid"),
+    ];
+    let response = list::<Space>(
+        &api,
+        q.as_deref(),
+        "/v3/spaces",
+        &filters,
+        &["name"],
+        Query::new(),
+        |s| s.json(&base),
+    )
+    .await?;
+    let wants_orgs = serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
+        .unwrap_or_default()
+        .iter()
+        .any(|(k, v)| k == "include" && v.split(',').any(|i| i == "organization"));
+    if !wants_orgs {
+        return Ok(response);
+    }
+    // `include=organization`: add the spaces' organizations under `included`.
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut body: Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let org_guids: Vec<String> = body["resources"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|s| s["relationships"]["organization"]["data"]["guid"].as_str())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut c = api.inner.pool.acquire().await?;
+    let orgs: Vec<Org> = store::find(&mut c, &Query::new().any_of("guid", org_guids)).await?;
+    body["included"] = json!({"organizations": orgs.iter().map(|o| o.json(&base)).collect::<Vec<_>>()});
+    Ok(ok(body))
+}
+
+async fn get_space(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    let space: Space = store::fetch(&mut c, &guid).await?;
+    Ok(ok(space.json(&api.inner.config.external_url)))
+}
+
+async fn create_space(State(api): State<Api>, body: Bytes) -> ApiResult<Response> {
+    let req: NewSpace = parse_json(&body)?;
+    let name = require_name(req.name)?;
+    let org_guid = req
+        .relationships
+        .and_then(|r| r.organization)
+        .map(|o| o.data.guid)
+        .ok_or_else(|| {
+            ApiError::Unprocessable("Relationships Organization can't be blank".into())
+        })?;
+    let mut tx = store::begin(&api.inner.pool).await?;
+    if store::get::<Org>(&mut tx, &org_guid).await?.is_none() {
+        return Err(ApiError::Unprocessable(
+            "Invalid organization. Ensure the organization exists and you have access to it."
+                .into(),
+        ));
+    }
+    let dup = Query::new().eq("org_guid", &org_guid).eq("name", &name);
+    if store::find_one::<Space>(&mut tx, &dup).await?.is_some() {
+        return Err(ApiError::Uniqueness(
+            "Name must be unique per organization".into(),
+        ));
+    }
+    let at = now();
+    let mut metadata = Metadata::default();
+    if let Some(m) = &req.metadata {
+        metadata.merge(m);
+    }
+    let space = Space {
+        guid: new_guid(),
+        name,
+        org_guid,
+        created_at: at.clone(),
+        updated_at: at,
+        metadata,
+    };
+    store::insert(&mut tx, &space).await?;
+    tx.commit().await?;
+    Ok(created(space.json(&api.inner.config.external_url)))
+}
+
+async fn list_domains(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let base = api.inner.config.external_url.clone();
+    list::<Domain>(
+        &api,
+        q.as_deref(),
+        "/v3/domains",
+        &[("names", "name"), ("guids", "guid")],
+        &["name"],
+        Query::new(),
+        |d| d.json(&base),
+    )
+    .await
+}
+
+async fn get_domain(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    let d: Domain = store::fetch(&mut c, &guid).await?;
+    Ok(ok(d.json(&api.inner.config.external_url)))
+}
+
+async fn list_stacks(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let base = api.inner.config.external_url.clone();
+    list::<Stack>(
+        &api,
+        q.as_deref(),
+        "/v3/stacks",
+        &[("names", "name"), ("guids", "guid")],
+        &["name"],
+        Query::new(),
+        |s| s.json(&base),
+    )
+    .await
+}
+
+async fn get_stack(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    let s: Stack = store::fetch(&mut c, &guid).await?;
+    Ok(ok(s.json(&api.inner.config.external_url)))
+}
+
+async fn get_job(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    let job: Job = store::fetch(&mut c, &guid).await?;
+    Ok(ok(job.json(&api.inner.config.external_url)))
+}
+
+async fn list_events(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    Extension(_p): Extension<Principal>,
+) -> ApiResult<Response> {
+    let base = api.inner.config.external_url.clone();
+    list::<Event>(
+        &api,
+        q.as_deref(),
+        "/v3/audit_events",
+        &[
+            ("types", "type"),
+            ("target_guids", "target.guid"),
+            ("space_guids", "space_guid"),
+            ("organization_guids", "org_guid"),
+        ],
+        &[],
+        Query::new(),
+        |e| e.json(&base),
+    )
+    .await
+}
+
+async fn get_event(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    let e: Event = store::fetch(&mut c, &guid).await?;
+    Ok(ok(e.json(&api.inner.config.external_url)))
+}

@@ -1,0 +1,418 @@
+//! Processes: get, list, update (command, health check), scale, stats, and
+//! the crash audit events the runtime reports.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::SqliteConnection;
+
+use crate::apps::{app_target, audit_app, redesire};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{ok, parse_json, ListParams};
+use crate::model::{new_guid, now, App, Droplet, EventParty, Process, Space};
+use crate::orgs::audit;
+use crate::store::{self, Query};
+use crate::{Api, CrashReport, Principal};
+
+pub(crate) fn routes() -> Router<Api> {
+    Router::new()
+        .route("/v3/processes", get(list_processes))
+        .route("/v3/processes/{guid}", get(get_process).patch(patch_process))
+        .route("/v3/processes/{guid}/actions/scale", post(scale_process))
+        .route("/v3/processes/{guid}/stats", get(process_stats))
+        .route("/v3/processes/{guid}/sidecars", get(process_sidecars))
+        .route("/v3/apps/{guid}/processes", get(list_app_processes))
+        .route(
+            "/v3/apps/{guid}/processes/{kind}",
+            get(get_app_process).patch(patch_app_process),
+        )
+        .route(
+            "/v3/apps/{guid}/processes/{kind}/actions/scale",
+            post(scale_app_process),
+        )
+        .route("/v3/apps/{guid}/processes/{kind}/stats", get(app_process_stats))
+}
+
+async fn render(api: &Api, c: &mut SqliteConnection, p: &Process) -> ApiResult<Value> {
+    let app: App = store::fetch(c, &p.app_guid).await?;
+    let droplet = match &app.droplet_guid {
+        Some(d) => store::get::<Droplet>(c, d).await?,
+        None => None,
+    };
+    Ok(p.json(&api.inner.config.external_url, &app.space_guid, droplet.as_ref()))
+}
+
+async fn by_type(c: &mut SqliteConnection, app_guid: &str, kind: &str) -> ApiResult<Process> {
+    store::fetch::<App>(c, app_guid).await?;
+    store::find_one::<Process>(c, &Query::new().eq("app_guid", app_guid).eq("type", kind))
+        .await?
+        .ok_or_else(|| ApiError::not_found("Process"))
+}
+
+async fn list_with(api: &Api, raw: Option<&str>, path: &str, base: Query) -> ApiResult<Response> {
+    let params = ListParams::parse(raw, &["types", "guids", "app_guids", "space_guids"], &[])?;
+    let mut q = base;
+    for (param, field) in [("types", "type"), ("guids", "guid"), ("app_guids", "app_guid")] {
+        if let Some(v) = params.filter(param) {
+            q = q.any_of(field, v);
+        }
+    }
+    let mut c = api.inner.pool.acquire().await?;
+    if let Some(spaces) = params.filter("space_guids") {
+        let apps: Vec<App> = store::find(&mut c, &Query::new().any_of("space_guid", spaces)).await?;
+        q = q.any_of("app_guid", apps.into_iter().map(|a| a.guid).collect());
+    }
+    if let Some((f, d)) = &params.order {
+        q = q.order(f, *d);
+    }
+    let (procs, total) = store::page::<Process>(&mut c, &q, params.page, params.per_page).await?;
+    let mut resources = Vec::new();
+    for p in &procs {
+        resources.push(render(api, &mut c, p).await?);
+    }
+    Ok(ok(params.envelope(api, path, total, resources)))
+}
+
+async fn list_processes(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    list_with(&api, q.as_deref(), "/v3/processes", Query::new()).await
+}
+
+async fn list_app_processes(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    {
+        let mut c = api.inner.pool.acquire().await?;
+        store::fetch::<App>(&mut c, &guid).await?;
+    }
+    let path = format!("/v3/apps/{guid}/processes");
+    list_with(&api, q.as_deref(), &path, Query::new().eq("app_guid", &guid)).await
+}
+
+async fn get_process(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    let p: Process = store::fetch(&mut c, &guid).await?;
+    Ok(ok(render(&api, &mut c, &p).await?))
+}
+
+async fn get_app_process(
+    State(api): State<Api>,
+    Path((guid, kind)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    let p = by_type(&mut c, &guid, &kind).await?;
+    Ok(ok(render(&api, &mut c, &p).await?))
+}
+
+#[derive(Deserialize)]
+struct ProcessPatch {
+    #[serde(default, deserialize_with = "double_option")]
+    command: Option<Option<String>>,
+    health_check: Option<HealthCheckPatch>,
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct HealthCheckPatch {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    data: Option<HealthCheckData>,
+}
+
+#[derive(Deserialize)]
+struct HealthCheckData {
+    timeout: Option<u64>,
+    invocation_timeout: Option<u64>,
+    endpoint: Option<String>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Validates and applies a health check change to a process.
+pub(crate) fn apply_health_check(
+    p: &mut Process,
+    kind: Option<&str>,
+    endpoint: Option<&str>,
+    timeout: Option<u64>,
+    invocation_timeout: Option<u64>,
+) -> ApiResult<()> {
+    if let Some(kind) = kind {
+        let kind = if kind == "none" { "process" } else { kind };
+        if !["port", "process", "http"].contains(&kind) {
+            return Err(ApiError::Unprocessable(
+                "Health check type must be \"port\", \"process\", or \"http\"".into(),
+            ));
+        }
+        p.health_check_type = kind.to_string();
+    }
+    if let Some(e) = endpoint {
+        if !e.starts_with('/') {
+            return Err(ApiError::Unprocessable(
+                "Health check endpoint must be a valid URI path".into(),
+            ));
+        }
+        p.health_check_endpoint = Some(e.to_string());
+    }
+    if let Some(t) = timeout {
+        if t == 0 {
+            return Err(ApiError::Unprocessable(
+                "Health check timeout must be greater than or equal to 1".into(),
+            ));
+        }
+        p.health_check_timeout = Some(t);
+    }
+    if let Some(t) = invocation_timeout {
+        p.health_check_invocation_timeout = Some(t);
+    }
+    Ok(())
+}
+
+async fn patch(api: &Api, p: &Principal, guid: &str, body: &[u8]) -> ApiResult<Response> {
+    let req: ProcessPatch = parse_json(body)?;
+    let mut tx = store::begin(&api.inner.pool).await?;
+    let mut process: Process = store::fetch(&mut tx, guid).await?;
+    if let Some(command) = req.command {
+        process.command = command.filter(|c| !c.is_empty());
+    }
+    if let Some(hc) = &req.health_check {
+        let data = hc.data.as_ref();
+        apply_health_check(
+            &mut process,
+            hc.kind.as_deref(),
+            data.and_then(|d| d.endpoint.as_deref()),
+            data.and_then(|d| d.timeout),
+            data.and_then(|d| d.invocation_timeout),
+        )?;
+    }
+    if let Some(m) = &req.metadata {
+        process.metadata.merge(m);
+    }
+    process.updated_at = now();
+    store::put(&mut tx, &process).await?;
+    let app: App = store::fetch(&mut tx, &process.app_guid).await?;
+    audit_app(&mut tx, "audit.app.process.update", p, &app, json!({"process_guid": process.guid})).await?;
+    let body = render(api, &mut tx, &process).await?;
+    tx.commit().await?;
+    Ok(ok(body))
+}
+
+async fn patch_process(
+    State(api): State<Api>,
+    Extension(p): Extension<Principal>,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    patch(&api, &p, &guid, &body).await
+}
+
+async fn patch_app_process(
+    State(api): State<Api>,
+    Extension(p): Extension<Principal>,
+    Path((guid, kind)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let pg = {
+        let mut c = api.inner.pool.acquire().await?;
+        by_type(&mut c, &guid, &kind).await?.guid
+    };
+    patch(&api, &p, &pg, &body).await
+}
+
+#[derive(Deserialize)]
+struct ScaleRequest {
+    instances: Option<i64>,
+    memory_in_mb: Option<i64>,
+    disk_in_mb: Option<i64>,
+}
+
+/// Scales a process and, when its app runs, re-desires it.
+async fn scale(api: &Api, p: &Principal, guid: &str, body: &[u8]) -> ApiResult<Response> {
+    let req: ScaleRequest = parse_json(body)?;
+    let mut tx = store::begin(&api.inner.pool).await?;
+    let mut process: Process = store::fetch(&mut tx, guid).await?;
+    if let Some(i) = req.instances {
+        process.instances = u32::try_from(i).map_err(|_| {
+            ApiError::Unprocessable("Instances must be greater than or equal to 0".into())
+        })?;
+    }
+    if let Some(m) = req.memory_in_mb {
+        process.memory_mb = u64::try_from(m)
+            .ok()
+            .filter(|m| *m > 0)
+            .ok_or_else(|| ApiError::Unprocessable("Memory in mb must be greater than 0".into()))?;
+    }
+    if let Some(d) = req.disk_in_mb {
+        process.disk_mb = u64::try_from(d)
+            .ok()
+            .filter(|d| *d > 0)
+            .ok_or_else(|| ApiError::Unprocessable("Disk in mb must be greater than 0".into()))?;
+    }
+    process.updated_at = now();
+    store::put(&mut tx, &process).await?;
+    let app: App = store::fetch(&mut tx, &process.app_guid).await?;
+    audit_app(
+        &mut tx,
+        "audit.app.process.scale",
+        p,
+        &app,
+        json!({"process_guid": process.guid, "process_type": process.kind, "request": {
+            "instances": req.instances, "memory_in_mb": req.memory_in_mb, "disk_in_mb": req.disk_in_mb}}),
+    )
+    .await?;
+    let body = render(api, &mut tx, &process).await?;
+    tx.commit().await?;
+    let scaled = process.guid.clone();
+    redesire(api, &process.app_guid, |dp, pr| {
+        if pr.guid == scaled {
+            dp.instances = pr.instances;
+            dp.memory_mb = pr.memory_mb;
+            dp.disk_mb = pr.disk_mb;
+        }
+    })
+    .await?;
+    Ok(ok(body))
+}
+
+async fn scale_process(
+    State(api): State<Api>,
+    Extension(p): Extension<Principal>,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    scale(&api, &p, &guid, &body).await
+}
+
+async fn scale_app_process(
+    State(api): State<Api>,
+    Extension(p): Extension<Principal>,
+    Path((guid, kind)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let pg = {
+        let mut c = api.inner.pool.acquire().await?;
+        by_type(&mut c, &guid, &kind).await?.guid
+    };
+    scale(&api, &p, &pg, &body).await
+}
+
+async fn stats(api: &Api, process: &Process) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    let app: App = store::fetch(&mut c, &process.app_guid).await?;
+    drop(c);
+    let mem_quota = process.memory_mb * 1024 * 1024;
+    let disk_quota = process.disk_mb * 1024 * 1024;
+    let reports = if app.state == "STARTED" {
+        api.inner.runtime.instances(&process.guid)
+    } else {
+        Vec::new()
+    };
+    let time = now();
+    let mut resources = Vec::new();
+    for index in 0..process.instances {
+        let entry = match reports.iter().find(|r| r.index == index) {
+            Some(r) => json!({
+                "type": process.kind, "index": r.index, "state": r.state,
+                "usage": {"time": time, "cpu": r.cpu, "cpu_entitlement": null, "mem": r.mem_bytes, "disk": r.disk_bytes, "log_rate": 0},
+                "host": r.host,
+                "instance_guid": r.instance_guid,
+                "instance_ports": r.port.map(|p| vec![json!({"external": p, "internal": p, "external_tls_proxy_port": null, "internal_tls_proxy_port": null})]).unwrap_or_default(),
+                "uptime": r.uptime_secs, "mem_quota": mem_quota, "disk_quota": disk_quota,
+                "log_rate_limit": -1, "fds_quota": 16384, "isolation_segment": null,
+                "details": r.details, "routable": r.state == "RUNNING",
+            }),
+            None => json!({
+                "type": process.kind, "index": index, "state": "DOWN",
+                "usage": {}, "host": "", "instance_ports": [], "uptime": 0,
+                "mem_quota": mem_quota, "disk_quota": disk_quota, "log_rate_limit": -1,
+                "fds_quota": 16384, "isolation_segment": null, "details": null, "routable": false,
+            }),
+        };
+        resources.push(entry);
+    }
+    Ok(ok(json!({"resources": resources})))
+}
+
+async fn process_stats(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    let process: Process = {
+        let mut c = api.inner.pool.acquire().await?;
+        store::fetch(&mut c, &guid).await?
+    };
+    stats(&api, &process).await
+}
+
+async fn app_process_stats(
+    State(api): State<Api>,
+    Path((guid, kind)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let process = {
+        let mut c = api.inner.pool.acquire().await?;
+        by_type(&mut c, &guid, &kind).await?
+    };
+    stats(&api, &process).await
+}
+
+async fn process_sidecars(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    {
+        let mut c = api.inner.pool.acquire().await?;
+        store::fetch::<Process>(&mut c, &guid).await?;
+    }
+    let params = ListParams::parse(q.as_deref(), &[], &[])?;
+    Ok(ok(params.envelope(
+        &api,
+        &format!("/v3/processes/{guid}/sidecars"),
+        0,
+        Vec::new(),
+    )))
+}
+
+pub(crate) async fn record_crash(api: &Api, report: CrashReport) -> ApiResult<()> {
+    let mut tx = store::begin(&api.inner.pool).await?;
+    let process: Process = store::fetch(&mut tx, &report.process_guid).await?;
+    let app: App = store::fetch(&mut tx, &process.app_guid).await?;
+    let space: Option<Space> = store::get(&mut tx, &app.space_guid).await?;
+    let actor = EventParty {
+        guid: process.guid.clone(),
+        kind: "process".into(),
+        name: app.name.clone(),
+    };
+    let data = json!({
+        "index": report.index,
+        "instance": report.instance_guid,
+        "cell_id": "local",
+        "exit_status": report.exit_status,
+        "exit_description": report.exit_description,
+        "reason": report.reason,
+        "crash_count": report.crash_count,
+        "crash_timestamp": report.crash_timestamp_ns,
+        "process_type": process.kind,
+        "version": new_guid(),
+    });
+    audit(
+        &mut tx,
+        "audit.app.process.crash",
+        actor,
+        app_target(&app),
+        data,
+        Some(&app.space_guid),
+        space.as_ref().map(|s| s.org_guid.as_str()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,425 @@
+//! Routes and their destinations. A change re-desires the started apps it
+//! touches, so the runtime (and through it the router) learns the new URIs.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use axum::routing::{delete, get};
+use axum::Router;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::SqliteConnection;
+
+use crate::apps::{redesire, ToOne};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{accepted_job, created, no_content, ok, parse_json, ListParams};
+use crate::model::{new_guid, now, App, Destination, Domain, Job, Metadata, Route, Space};
+use crate::store::{self, Query};
+use crate::Api;
+
+pub(crate) fn routes() -> Router<Api> {
+    Router::new()
+        .route("/v3/routes", get(list_routes).post(create_route))
+        .route("/v3/routes/{guid}", get(get_route).delete(delete_route))
+        .route(
+            "/v3/routes/{guid}/destinations",
+            get(get_destinations)
+                .post(add_destinations)
+                .patch(replace_destinations),
+        )
+        .route(
+            "/v3/routes/{guid}/destinations/{dguid}",
+            delete(remove_destination),
+        )
+        .route("/v3/apps/{guid}/routes", get(app_routes))
+}
+
+/// Checks a host label as CF does.
+pub(crate) fn validate_host(host: &str) -> ApiResult<()> {
+    if host.len() > 63
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '*')
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "Host '{host}' must be no more than 63 characters and contain only lowercase letters, digits and hyphens"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a route path as CF does: empty, or `/…` but not `/` alone.
+pub(crate) fn validate_path(path: &str) -> ApiResult<()> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    if !path.starts_with('/') || path == "/" || path.contains('?') || path.contains("..") {
+        return Err(ApiError::Unprocessable(format!(
+            "Path '{path}' must begin with a '/' and cannot be '/' alone"
+        )));
+    }
+    Ok(())
+}
+
+async fn render(api: &Api, c: &mut SqliteConnection, r: &Route) -> ApiResult<Value> {
+    let domain: Domain = store::fetch(c, &r.domain_guid).await?;
+    Ok(r.json(&api.inner.config.external_url, &domain.name))
+}
+
+/// Finds the route, or creates it in `space_guid`, in the caller's
+/// transaction. A route of another space is refused.
+pub(crate) async fn find_or_create(
+    c: &mut SqliteConnection,
+    host: &str,
+    domain: &Domain,
+    path: &str,
+    space_guid: &str,
+) -> ApiResult<Route> {
+    validate_host(host)?;
+    validate_path(path)?;
+    let q = Query::new()
+        .eq("domain_guid", &domain.guid)
+        .eq("host", host)
+        .eq("path", path);
+    if let Some(r) = store::find_one::<Route>(c, &q).await? {
+        if r.space_guid != space_guid {
+            return Err(ApiError::Unprocessable(format!(
+                "The route '{}' is already in use by another space.",
+                r.url(&domain.name)
+            )));
+        }
+        return Ok(r);
+    }
+    let at = now();
+    let route = Route {
+        guid: new_guid(),
+        host: host.to_string(),
+        path: path.to_string(),
+        domain_guid: domain.guid.clone(),
+        space_guid: space_guid.to_string(),
+        destinations: Vec::new(),
+        created_at: at.clone(),
+        updated_at: at,
+        metadata: Metadata::default(),
+    };
+    store::insert(c, &route).await?;
+    Ok(route)
+}
+
+/// Adds a destination for the app's process unless it is there already.
+pub(crate) fn add_destination(route: &mut Route, app_guid: &str, process_type: &str, port: Option<u16>) {
+    let port = port.unwrap_or(8080);
+    if route
+        .destinations
+        .iter()
+        .any(|d| d.app_guid == app_guid && d.process_type == process_type && d.port == port)
+    {
+        return;
+    }
+    route.destinations.push(Destination {
+        guid: new_guid(),
+        app_guid: app_guid.to_string(),
+        process_type: process_type.to_string(),
+        port,
+        protocol: "http1".into(),
+        weight: None,
+    });
+    route.updated_at = now();
+}
+
+#[derive(Deserialize)]
+struct NewRoute {
+    host: Option<String>,
+    path: Option<String>,
+    relationships: Option<RouteRelationships>,
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RouteRelationships {
+    space: Option<ToOne>,
+    domain: Option<ToOne>,
+}
+
+async fn create_route(State(api): State<Api>, body: Bytes) -> ApiResult<Response> {
+    let req: NewRoute = parse_json(&body)?;
+    let rel = req
+        .relationships
+        .ok_or_else(|| ApiError::Unprocessable("Relationships can't be blank".into()))?;
+    let space_guid = rel
+        .space
+        .map(|s| s.data.guid)
+        .ok_or_else(|| ApiError::Unprocessable("Relationships Space can't be blank".into()))?;
+    let domain_guid = rel
+        .domain
+        .map(|d| d.data.guid)
+        .ok_or_else(|| ApiError::Unprocessable("Relationships Domain can't be blank".into()))?;
+    let host = req.host.unwrap_or_default();
+    let path = req.path.unwrap_or_default();
+    let mut tx = store::begin(&api.inner.pool).await?;
+    if store::get::<Space>(&mut tx, &space_guid).await?.is_none() {
+        return Err(ApiError::Unprocessable(
+            "Invalid space. Ensure that the space exists and you have access to it.".into(),
+        ));
+    }
+    let domain = store::get::<Domain>(&mut tx, &domain_guid).await?.ok_or_else(|| {
+        ApiError::Unprocessable(
+            "Invalid domain. Ensure that the domain exists and you have access to it.".into(),
+        )
+    })?;
+    if host.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "Missing host. Routes in shared domains must have a host defined.".into(),
+        ));
+    }
+    let q = Query::new()
+        .eq("domain_guid", &domain.guid)
+        .eq("host", &host)
+        .eq("path", &path);
+    if store::find_one::<Route>(&mut tx, &q).await?.is_some() {
+        let shown = if path.is_empty() {
+            format!("Route already exists with host '{host}' for domain '{}'.", domain.name)
+        } else {
+            format!(
+                "Route already exists with host '{host}' and path '{path}' for domain '{}'.",
+                domain.name
+            )
+        };
+        return Err(ApiError::Unprocessable(shown));
+    }
+    let mut route = find_or_create(&mut tx, &host, &domain, &path, &space_guid).await?;
+    if let Some(m) = &req.metadata {
+        route.metadata.merge(m);
+        store::put(&mut tx, &route).await?;
+    }
+    let body = render(&api, &mut tx, &route).await?;
+    tx.commit().await?;
+    Ok(created(body))
+}
+
+async fn list_routes(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let params = ListParams::parse(
+        q.as_deref(),
+        &[
+            "hosts",
+            "paths",
+            "guids",
+            "space_guids",
+            "domain_guids",
+            "organization_guids",
+            "app_guids",
+        ],
+        &[],
+    )?;
+    let mut query = Query::new();
+    for (param, field) in [
+        ("hosts", "host"),
+        ("paths", "path"),
+        ("guids", "guid"),
+        ("space_guids", "space_guid"),
+        ("domain_guids", "domain_guid"),
+    ] {
+        if let Some(v) = params.filter(param) {
+            query = query.any_of(field, v);
+        }
+    }
+    let mut c = api.inner.pool.acquire().await?;
+    if let Some(orgs) = params.filter("organization_guids") {
+        let spaces: Vec<Space> = store::find(&mut c, &Query::new().any_of("org_guid", orgs)).await?;
+        query = query.any_of("space_guid", spaces.into_iter().map(|s| s.guid).collect());
+    }
+    if let Some((f, d)) = &params.order {
+        query = query.order(f, *d);
+    }
+    let mut routes: Vec<Route> = store::find(&mut c, &query).await?;
+    if let Some(apps) = params.filter("app_guids") {
+        routes.retain(|r| r.destinations.iter().any(|d| apps.contains(&d.app_guid)));
+    }
+    let total = routes.len() as u64;
+    let mut resources = Vec::new();
+    for r in params.slice(&routes) {
+        resources.push(render(&api, &mut c, &r).await?);
+    }
+    Ok(ok(params.envelope(&api, "/v3/routes", total, resources)))
+}
+
+async fn app_routes(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let params = ListParams::parse(q.as_deref(), &["hosts", "paths", "domain_guids"], &[])?;
+    let mut c = api.inner.pool.acquire().await?;
+    let app: App = store::fetch(&mut c, &guid).await?;
+    let mut query = Query::new().eq("space_guid", &app.space_guid);
+    for (param, field) in [("hosts", "host"), ("paths", "path"), ("domain_guids", "domain_guid")] {
+        if let Some(v) = params.filter(param) {
+            query = query.any_of(field, v);
+        }
+    }
+    if let Some((f, d)) = &params.order {
+        query = query.order(f, *d);
+    }
+    let mut routes: Vec<Route> = store::find(&mut c, &query).await?;
+    routes.retain(|r| r.destinations.iter().any(|d| d.app_guid == guid));
+    let total = routes.len() as u64;
+    let mut resources = Vec::new();
+    for r in params.slice(&routes) {
+        resources.push(render(&api, &mut c, &r).await?);
+    }
+    Ok(ok(params.envelope(
+        &api,
+        &format!("/v3/apps/{guid}/routes"),
+        total,
+        resources,
+    )))
+}
+
+async fn get_route(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    let r: Route = store::fetch(&mut c, &guid).await?;
+    Ok(ok(render(&api, &mut c, &r).await?))
+}
+
+fn apps_of(route: &Route) -> BTreeSet<String> {
+    route.destinations.iter().map(|d| d.app_guid.clone()).collect()
+}
+
+async fn redesire_all(api: &Api, apps: BTreeSet<String>) -> ApiResult<()> {
+    for app in apps {
+        redesire(api, &app, |_, _| {}).await?;
+    }
+    Ok(())
+}
+
+async fn delete_route(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut tx = store::begin(&api.inner.pool).await?;
+    let route: Route = store::fetch(&mut tx, &guid).await?;
+    store::delete::<Route>(&mut tx, &guid).await?;
+    let mut job = Job::new("route.delete", None);
+    job.state = "COMPLETE".into();
+    store::insert(&mut tx, &job).await?;
+    tx.commit().await?;
+    redesire_all(&api, apps_of(&route)).await?;
+    Ok(accepted_job(&api, &job.guid))
+}
+
+fn destinations_json(api: &Api, route: &Route) -> Value {
+    json!({
+        "destinations": route.destinations.iter().map(Destination::json).collect::<Vec<_>>(),
+        "links": {
+            "self": {"href": api.url(&format!("/v3/routes/{}/destinations", route.guid))},
+            "route": {"href": api.url(&format!("/v3/routes/{}", route.guid))},
+        }
+    })
+}
+
+async fn get_destinations(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    let r: Route = store::fetch(&mut c, &guid).await?;
+    Ok(ok(destinations_json(&api, &r)))
+}
+
+#[derive(Deserialize)]
+struct DestinationsBody {
+    destinations: Option<Vec<NewDestination>>,
+}
+
+#[derive(Deserialize)]
+struct NewDestination {
+    app: Option<DestinationApp>,
+    port: Option<u16>,
+}
+
+#[derive(Deserialize)]
+struct DestinationApp {
+    guid: String,
+    process: Option<DestinationProcess>,
+}
+
+#[derive(Deserialize)]
+struct DestinationProcess {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+async fn change_destinations(
+    api: &Api,
+    guid: &str,
+    body: &[u8],
+    replace: bool,
+) -> ApiResult<Response> {
+    let req: DestinationsBody = parse_json(body)?;
+    let wanted = req
+        .destinations
+        .ok_or_else(|| ApiError::Unprocessable("Destinations must be an array".into()))?;
+    let mut tx = store::begin(&api.inner.pool).await?;
+    let mut route: Route = store::fetch(&mut tx, guid).await?;
+    let mut touched = apps_of(&route);
+    if replace {
+        route.destinations.clear();
+    }
+    for d in wanted {
+        let app_ref = d
+            .app
+            .ok_or_else(|| ApiError::Unprocessable("Destinations must have an app".into()))?;
+        let app = store::get::<App>(&mut tx, &app_ref.guid)
+            .await?
+            .filter(|a| a.space_guid == route.space_guid)
+            .ok_or_else(|| {
+                ApiError::Unprocessable(format!(
+                    "App(s) with guid(s) \"{}\" do not exist or you do not have access.",
+                    app_ref.guid
+                ))
+            })?;
+        let kind = app_ref
+            .process
+            .map(|p| p.kind)
+            .unwrap_or_else(|| "web".into());
+        add_destination(&mut route, &app.guid, &kind, d.port);
+        touched.insert(app.guid);
+    }
+    route.updated_at = now();
+    store::put(&mut tx, &route).await?;
+    tx.commit().await?;
+    redesire_all(api, touched).await?;
+    Ok(ok(destinations_json(api, &route)))
+}
+
+async fn add_destinations(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    change_destinations(&api, &guid, &body, false).await
+}
+
+async fn replace_destinations(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    change_destinations(&api, &guid, &body, true).await
+}
+
+async fn remove_destination(
+    State(api): State<Api>,
+    Path((guid, dguid)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let mut tx = store::begin(&api.inner.pool).await?;
+    let mut route: Route = store::fetch(&mut tx, &guid).await?;
+    let Some(pos) = route.destinations.iter().position(|d| d.guid == dguid) else {
+        return Err(ApiError::not_found("Destination"));
+    };
+    let removed = route.destinations.remove(pos);
+    route.updated_at = now();
+    store::put(&mut tx, &route).await?;
+    tx.commit().await?;
+    redesire_all(&api, BTreeSet::from([removed.app_guid])).await?;
+    Ok(no_content())
+}

@@ -1,0 +1,367 @@
+//! Test harness: the API over a temp-file SQLite database and a local
+//! blobstore in a temporary directory, with a token validator that knows a
+//! few fixed tokens and a runtime that records what it is asked to do.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use ingot_api::{
+    Api, ApiConfig, DesiredProcess, InstanceReport, Principal, Runtime, StageFailure,
+    StageOutcome, StageRequest, TokenProblem, TokenValidator,
+};
+use ingot_blobstore::{Blobstore, LocalBlobstore};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const ADMIN: &str = "bearer admin-token";
+pub const USER: &str = "bearer user-token";
+pub const EXPIRED: &str = "bearer expired-token";
+
+pub struct Tokens;
+
+impl TokenValidator for Tokens {
+    fn validate(&self, authorization: Option<&str>) -> Result<Principal, TokenProblem> {
+        match authorization {
+            None => Err(TokenProblem::Missing),
+            Some(ADMIN) => Ok(Principal {
+                user_guid: "admin-guid".into(),
+                user_name: "admin".into(),
+                scopes: vec!["cloud_controller.admin".into(), "openid".into()],
+            }),
+            Some(USER) => Ok(Principal {
+                user_guid: "user-guid".into(),
+                user_name: "someone".into(),
+                scopes: vec!["cloud_controller.read".into()],
+            }),
+            Some(EXPIRED) => Err(TokenProblem::Expired),
+            Some(_) => Err(TokenProblem::Invalid),
+        }
+    }
+}
+
+/// A call the runtime received.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Stage(StageRequest),
+    Desire(DesiredProcess),
+    Remove(String),
+}
+
+pub struct FakeRuntime {
+    pub calls: Mutex<Vec<Call>>,
+    pub blobs: Arc<dyn Blobstore>,
+    /// When set, staging fails with this.
+    pub fail_staging: Mutex<Option<StageFailure>>,
+}
+
+#[async_trait]
+impl Runtime for FakeRuntime {
+    async fn stage(&self, request: StageRequest) -> Result<StageOutcome, StageFailure> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(Call::Stage(request.clone()));
+        if let Some(f) = self.fail_staging.lock().expect("lock").clone() {
+            return Err(f);
+        }
+        self.blobs
+            .put_bytes(&request.droplet_key, b"droplet")
+            .await
+            .map_err(|e| StageFailure {
+                code: "StagingError".into(),
+                message: e.to_string(),
+            })?;
+        Ok(StageOutcome {
+            detected_buildpack: "staticfile".into(),
+            buildpack_name: "staticfile_buildpack".into(),
+            process_types: BTreeMap::from([("web".into(), "./serve".into())]),
+            checksum_sha256: "ab".repeat(32),
+        })
+    }
+
+    async fn desire(&self, process: DesiredProcess) {
+        self.calls.lock().expect("lock").push(Call::Desire(process));
+    }
+
+    async fn remove(&self, process_guid: &str) {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(Call::Remove(process_guid.to_string()));
+    }
+
+    fn instances(&self, _process_guid: &str) -> Vec<InstanceReport> {
+        vec![InstanceReport {
+            index: 0,
+            state: "RUNNING".into(),
+            instance_guid: "instance-0".into(),
+            host: "10.254.0.2".into(),
+            port: Some(8080),
+            uptime_secs: 5,
+            mem_bytes: 1024,
+            disk_bytes: 2048,
+            cpu: 0.5,
+            details: None,
+        }]
+    }
+}
+
+pub struct Harness {
+    pub api: Api,
+    pub router: axum::Router,
+    pub runtime: Arc<FakeRuntime>,
+    pub blobs: Arc<dyn Blobstore>,
+    pub pool: sqlx::SqlitePool,
+    _dir: tempfile::TempDir,
+}
+
+pub const EXTERNAL: &str = "http://127.0.0.1:9000";
+
+impl Harness {
+    pub async fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("ingot.db"))
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .expect("pool");
+        let blobs: Arc<dyn Blobstore> =
+            Arc::new(LocalBlobstore::open(dir.path().join("blobs")).expect("blobstore"));
+        let runtime = Arc::new(FakeRuntime {
+            calls: Mutex::new(Vec::new()),
+            blobs: blobs.clone(),
+            fail_staging: Mutex::new(None),
+        });
+        let config = ApiConfig {
+            external_url: EXTERNAL.into(),
+            uaa_url: format!("{EXTERNAL}/uaa"),
+            log_cache_url: format!("{EXTERNAL}/log-cache"),
+            app_domain: "apps.localhost".into(),
+            router_url: "http://127.0.0.1:8080".into(),
+            ssh_endpoint: None,
+            version: "0.1.0".into(),
+        };
+        let api = Api::open(
+            pool.clone(),
+            blobs.clone(),
+            Arc::new(ingot_logs::DiscardSink),
+            Arc::new(Tokens),
+            runtime.clone(),
+            config,
+        )
+        .await
+        .expect("open");
+        api.bootstrap("admin-guid", "admin").await.expect("bootstrap");
+        let router = api.router();
+        Harness {
+            api,
+            router,
+            runtime,
+            blobs,
+            pool,
+            _dir: dir,
+        }
+    }
+
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", t);
+        }
+        if !body.is_empty() {
+            req = req.header("content-type", content_type);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        (status, headers, bytes)
+    }
+
+    /// A JSON call as admin (or with `token`); returns status and JSON body.
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).expect("json"))
+            .unwrap_or_default();
+        let (status, _, out) = self
+            .raw(method, path, token, "application/json", bytes)
+            .await;
+        let value = if out.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&out).unwrap_or(Value::String(
+                String::from_utf8_lossy(&out).into_owned(),
+            ))
+        };
+        (status, value)
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(Some(ADMIN), method, path, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call("GET", path, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    pub async fn space_guid(&self) -> String {
+        let spaces = self.get("/v3/spaces?names=dev").await;
+        spaces["resources"][0]["guid"]
+            .as_str()
+            .expect("space dev")
+            .to_string()
+    }
+
+    /// Applies a manifest and returns the response status and job (if any).
+    pub async fn apply_manifest(&self, space: &str, yaml: &str) -> (StatusCode, Value) {
+        let (status, headers, body) = self
+            .raw(
+                "POST",
+                &format!("/v3/spaces/{space}/actions/apply_manifest"),
+                Some(ADMIN),
+                "application/x-yaml",
+                yaml.as_bytes().to_vec(),
+            )
+            .await;
+        if status != StatusCode::ACCEPTED {
+            return (status, serde_json::from_slice(&body).unwrap_or(Value::Null));
+        }
+        let location = headers
+            .get("location")
+            .expect("Location")
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        let path = location.strip_prefix(EXTERNAL).expect("absolute location");
+        (status, self.get(path).await)
+    }
+
+    pub async fn upload(&self, package: &str, zip: Option<Vec<u8>>, resources: Option<Value>) -> (StatusCode, Value) {
+        let boundary = "XXingotboundaryXX";
+        let mut body = Vec::new();
+        if let Some(r) = resources {
+            write!(
+                body,
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"resources\"\r\n\r\n{r}\r\n"
+            )
+            .expect("write");
+        }
+        if let Some(z) = zip {
+            write!(
+                body,
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"bits\"; filename=\"app.zip\"\r\nContent-Type: application/zip\r\n\r\n"
+            )
+            .expect("write");
+            body.extend_from_slice(&z);
+            body.extend_from_slice(b"\r\n");
+        }
+        write!(body, "--{boundary}--\r\n").expect("write");
+        let (status, _, out) = self
+            .raw(
+                "POST",
+                &format!("/v3/packages/{package}/upload"),
+                Some(ADMIN),
+                &format!("multipart/form-data; boundary={boundary}"),
+                body,
+            )
+            .await;
+        (status, serde_json::from_slice(&out).unwrap_or(Value::Null))
+    }
+
+    /// Polls `path` until `field` is one of `states`, returning the body.
+    pub async fn wait_for(&self, path: &str, field: &str, states: &[&str]) -> Value {
+        for _ in 0..500 {
+            let body = self.get(path).await;
+            if states.iter().any(|s| body[field] == *s) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{path} never reached {states:?}: {}", self.get(path).await);
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.runtime.calls.lock().expect("lock").clone()
+    }
+
+    pub fn desires(&self) -> Vec<DesiredProcess> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Desire(d) => Some(d),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Builds a zip from (name, content) files.
+pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut cursor);
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
+        for (name, content) in files {
+            zip.start_file(*name, options).expect("start");
+            zip.write_all(content).expect("write");
+        }
+        zip.finish().expect("finish");
+    }
+    cursor.into_inner()
+}
+
+/// Builds a zip with one file and one symlink.
+pub fn zip_with_link(link: &str, target: &str) -> Vec<u8> {
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut cursor);
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
+        zip.start_file("index.html", options).expect("start");
+        zip.write_all(b"hi").expect("write");
+        zip.add_symlink(link, target, options).expect("link");
+        zip.finish().expect("finish");
+    }
+    cursor.into_inner()
+}
+
+pub fn sha1_hex(bytes: &[u8]) -> String {
+    ingot_blobstore::sha1_hex(bytes)
+}

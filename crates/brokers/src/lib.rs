@@ -1,0 +1,1 @@
+//! ingot-brokers (see ARCHITECTURE.md).

@@ -1,0 +1,572 @@
+//! `apps`, `app`, `scale`, `start`, `stop`, `restart`, `delete`, `env`,
+//! `set-env`: looking at and steering apps that exist.
+
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use clap::Args;
+use ingot_client::manifest::parse_megabytes;
+use ingot_client::resources::{App, InstanceStats};
+use ingot_client::Client;
+
+use super::{find_app, ui, OrExplain as _, Session};
+
+/// How long `start`, `restart` and `push` wait for a running instance.
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// An app name.
+#[derive(Args)]
+pub struct AppArgs {
+    /// The app's name.
+    name: String,
+}
+
+/// Flags of `scale`.
+#[derive(Args)]
+pub struct ScaleArgs {
+    /// The app's name.
+    name: String,
+    /// Number of instances.
+    #[arg(short = 'i')]
+    instances: Option<u32>,
+    /// Memory per instance, e.g. 256M or 1G.
+    #[arg(short = 'm')]
+    memory: Option<String>,
+    /// Disk per instance, e.g. 1G.
+    #[arg(short = 'k')]
+    disk: Option<String>,
+    /// Do not ask before restarting the app for new memory or disk.
+    #[arg(short = 'f')]
+    force: bool,
+}
+
+/// Flags of `delete`.
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// The app's name.
+    name: String,
+    /// Do not ask for confirmation.
+    #[arg(short = 'f')]
+    force: bool,
+    /// Also delete the app's routes.
+    #[arg(short = 'r')]
+    routes: bool,
+}
+
+/// Flags of `set-env`.
+#[derive(Args)]
+pub struct SetEnvArgs {
+    /// The app's name.
+    name: String,
+    /// Variable name.
+    key: String,
+    /// Variable value.
+    value: String,
+}
+
+/// `ingot apps`.
+pub(crate) async fn apps() -> anyhow::Result<()> {
+    let mut session = Session::open()?;
+    let (org, space) = session.target()?;
+    println!(
+        "Getting apps in org {} / space {} as {}...\n",
+        org.name,
+        space.name,
+        session.user()
+    );
+    let client = session.client();
+    let apps = client
+        .apps(&space.guid)
+        .await
+        .or_explain(format!("cannot list the apps of space {}", space.name))?;
+    let mut rows = vec![vec![
+        "name".to_string(),
+        "requested state".to_string(),
+        "processes".to_string(),
+        "routes".to_string(),
+    ]];
+    for app in apps {
+        let processes = process_summary(client, &app).await?;
+        let routes = client
+            .app_routes(&app.guid)
+            .await
+            .or_explain(format!("cannot list the routes of app {}", app.name))?
+            .into_iter()
+            .map(|r| r.url)
+            .collect::<Vec<_>>()
+            .join(", ");
+        rows.push(vec![app.name, app.state.to_lowercase(), processes, routes]);
+    }
+    session.keep_tokens();
+    if rows.len() == 1 {
+        println!("No apps found.");
+    } else {
+        print!("{}", ui::table(&rows));
+    }
+    Ok(())
+}
+
+/// `web:1/2, worker:0/1` — running over desired, per process type.
+async fn process_summary(client: &Client, app: &App) -> anyhow::Result<String> {
+    let processes = client
+        .processes(&app.guid)
+        .await
+        .or_explain(format!("cannot list the processes of app {}", app.name))?;
+    let mut parts = Vec::new();
+    for p in processes {
+        let running = if p.instances == 0 {
+            0
+        } else {
+            client
+                .process_stats(&p.guid)
+                .await
+                .map(|s| s.iter().filter(|i| i.state == "RUNNING").count())
+                .unwrap_or(0)
+        };
+        parts.push(format!("{}:{running}/{}", p.kind, p.instances));
+    }
+    Ok(parts.join(", "))
+}
+
+/// Prints what `cf app` prints: the app, its routes, droplet, and a table
+/// of the web process's instances.
+pub(crate) async fn print_app_summary(client: &Client, app: &App) -> anyhow::Result<()> {
+    let routes = client
+        .app_routes(&app.guid)
+        .await
+        .or_explain(format!("cannot list the routes of app {}", app.name))?;
+    let droplet = client
+        .current_droplet(&app.guid)
+        .await
+        .or_explain(format!("cannot read the droplet of app {}", app.name))?;
+    let buildpacks = droplet
+        .as_ref()
+        .map(|d| {
+            d.buildpacks
+                .iter()
+                .map(|b| b.buildpack_name.clone().unwrap_or_else(|| b.name.clone()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| app.lifecycle.data.buildpacks.join(", "));
+    let stack = droplet
+        .as_ref()
+        .and_then(|d| d.stack.clone())
+        .or_else(|| app.lifecycle.data.stack.clone())
+        .unwrap_or_default();
+    let rows = vec![
+        vec!["name:".to_string(), app.name.clone()],
+        vec!["requested state:".to_string(), app.state.to_lowercase()],
+        vec![
+            "routes:".to_string(),
+            routes
+                .iter()
+                .map(|r| r.url.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ],
+        vec!["stack:".to_string(), stack],
+        vec!["buildpacks:".to_string(), buildpacks],
+    ];
+    print!("{}", ui::table(&rows));
+
+    let processes = client
+        .processes(&app.guid)
+        .await
+        .or_explain(format!("cannot list the processes of app {}", app.name))?;
+    for p in processes {
+        let stats = client
+            .process_stats(&p.guid)
+            .await
+            .or_explain(format!("cannot read the instances of app {}", app.name))?;
+        let running = stats.iter().filter(|s| s.state == "RUNNING").count();
+        println!();
+        let head = vec![
+            vec!["type:".to_string(), p.kind.clone()],
+            vec![
+                "instances:".to_string(),
+                format!("{running}/{}", p.instances),
+            ],
+            vec!["memory usage:".to_string(), format!("{}M", p.memory_in_mb)],
+        ];
+        print!("{}", ui::table(&head));
+        if stats.is_empty() {
+            println!("There are no running instances of this process.");
+            continue;
+        }
+        print!("{}", ui::table(&instance_rows(&stats)));
+    }
+    Ok(())
+}
+
+/// The instance table of `cf app`.
+fn instance_rows(stats: &[InstanceStats]) -> Vec<Vec<String>> {
+    let mut rows = vec![vec![
+        String::new(),
+        "state".to_string(),
+        "since".to_string(),
+        "cpu".to_string(),
+        "memory".to_string(),
+        "disk".to_string(),
+        "details".to_string(),
+    ]];
+    let now = chrono::Utc::now();
+    for s in stats {
+        let since = s
+            .uptime
+            .filter(|_| s.state == "RUNNING")
+            .and_then(|u| chrono::Duration::try_seconds(u as i64))
+            .map(|u| (now - u).format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        let (cpu, mem, disk) = match &s.usage {
+            Some(u) => (
+                format!("{:.1}%", u.cpu * 100.0),
+                format!(
+                    "{} of {}",
+                    ui::human_bytes(u.mem),
+                    s.mem_quota.map(ui::human_bytes).unwrap_or_default()
+                ),
+                format!(
+                    "{} of {}",
+                    ui::human_bytes(u.disk),
+                    s.disk_quota.map(ui::human_bytes).unwrap_or_default()
+                ),
+            ),
+            None => Default::default(),
+        };
+        rows.push(vec![
+            format!("#{}", s.index),
+            s.state.to_lowercase(),
+            since,
+            cpu,
+            mem,
+            disk,
+            s.details.clone().unwrap_or_default(),
+        ]);
+    }
+    rows
+}
+
+/// Polls the web process until an instance is RUNNING; all instances
+/// CRASHED (or the timeout) is an error naming the app.
+pub(crate) async fn wait_running(
+    client: &Client,
+    app: &App,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let process = client
+        .process(&app.guid, "web")
+        .await
+        .or_explain(format!("cannot read the web process of app {}", app.name))?;
+    if process.instances == 0 {
+        return Ok(());
+    }
+    let start = Instant::now();
+    loop {
+        let stats = client
+            .process_stats(&process.guid)
+            .await
+            .or_explain(format!("cannot read the instances of app {}", app.name))?;
+        if stats.iter().any(|s| s.state == "RUNNING") {
+            return Ok(());
+        }
+        if !stats.is_empty() && stats.iter().all(|s| s.state == "CRASHED") {
+            let why = stats
+                .iter()
+                .filter_map(|s| s.details.clone())
+                .next()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            return Err(anyhow!(
+                "app {} crashed while starting{why}: run `ingot logs {} --recent` to see why",
+                app.name,
+                app.name
+            ));
+        }
+        if start.elapsed() > timeout {
+            return Err(anyhow!(
+                "app {} did not start within {} s: run `ingot logs {} --recent` to see why",
+                app.name,
+                timeout.as_secs(),
+                app.name
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `ingot app NAME`.
+pub(crate) async fn app(args: AppArgs) -> anyhow::Result<()> {
+    let mut session = Session::open()?;
+    let (org, space) = session.target()?;
+    println!(
+        "Showing health and status for app {} in org {} / space {} as {}...\n",
+        args.name,
+        org.name,
+        space.name,
+        session.user()
+    );
+    let app = find_app(&session, &space, &args.name).await?;
+    print_app_summary(session.client(), &app).await?;
+    session.keep_tokens();
+    Ok(())
+}
+
+/// `ingot scale NAME`.
+pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let mut session = Session::open()?;
+    let (org, space) = session.target()?;
+    let memory = args.memory.as_deref().map(parse_megabytes).transpose()?;
+    let disk = args.disk.as_deref().map(parse_megabytes).transpose()?;
+    let app = find_app(&session, &space, &args.name).await?;
+    let client = session.client();
+    if args.instances.is_none() && memory.is_none() && disk.is_none() {
+        print_app_summary(client, &app).await?;
+        session.keep_tokens();
+        return Ok(());
+    }
+    println!(
+        "Scaling app {} in org {} / space {} as {}...",
+        app.name,
+        org.name,
+        space.name,
+        session.user()
+    );
+    let needs_restart = (memory.is_some() || disk.is_some()) && app.state == "STARTED";
+    if needs_restart && !args.force && ui::interactive() {
+        let ok = ui::confirm(&format!(
+            "This will cause the app {} to restart. Are you sure you want to scale it?",
+            app.name
+        ))?;
+        if !ok {
+            println!("Scale cancelled.");
+            return Ok(());
+        }
+    }
+    client
+        .scale(&app.guid, "web", args.instances, memory, disk)
+        .await
+        .or_explain(format!("cannot scale app {}", app.name))?;
+    if needs_restart {
+        println!("Restarting app {} for the new limits...", app.name);
+        let app = client
+            .restart_app(&app.guid)
+            .await
+            .or_explain(format!("cannot restart app {}", app.name))?;
+        wait_running(client, &app, START_TIMEOUT).await?;
+    }
+    println!();
+    let app = client
+        .app(&app.guid)
+        .await
+        .or_explain(format!("cannot read app {}", app.name))?;
+    print_app_summary(client, &app).await?;
+    session.keep_tokens();
+    Ok(())
+}
+
+/// `ingot start NAME`.
+pub(crate) async fn start(args: AppArgs) -> anyhow::Result<()> {
+    start_or_restart(args, false).await
+}
+
+/// `ingot restart NAME`.
+pub(crate) async fn restart(args: AppArgs) -> anyhow::Result<()> {
+    start_or_restart(args, true).await
+}
+
+async fn start_or_restart(args: AppArgs, restart: bool) -> anyhow::Result<()> {
+    let mut session = Session::open()?;
+    let (org, space) = session.target()?;
+    let app = find_app(&session, &space, &args.name).await?;
+    let client = session.client();
+    let verb = if restart { "Restarting" } else { "Starting" };
+    println!(
+        "{verb} app {} in org {} / space {} as {}...\n",
+        app.name,
+        org.name,
+        space.name,
+        session.user()
+    );
+    if !restart && app.state == "STARTED" {
+        println!("App {} is already started.", app.name);
+        return Ok(());
+    }
+    let app = if restart {
+        client.restart_app(&app.guid).await
+    } else {
+        client.start_app(&app.guid).await
+    }
+    .or_explain(format!(
+        "cannot {} app {}",
+        verb.to_lowercase().trim_end_matches("ing"),
+        args.name
+    ))?;
+    println!("Waiting for app {} to start...\n", app.name);
+    wait_running(client, &app, START_TIMEOUT).await?;
+    print_app_summary(client, &app).await?;
+    session.keep_tokens();
+    Ok(())
+}
+
+/// `ingot stop NAME`.
+pub(crate) async fn stop(args: AppArgs) -> anyhow::Result<()> {
+    let mut session = Session::open()?;
+    let (org, space) = session.target()?;
+    let app = find_app(&session, &space, &args.name).await?;
+    println!(
+        "Stopping app {} in org {} / space {} as {}...",
+        app.name,
+        org.name,
+        space.name,
+        session.user()
+    );
+    session
+        .client()
+        .stop_app(&app.guid)
+        .await
+        .or_explain(format!("cannot stop app {}", app.name))?;
+    session.keep_tokens();
+    println!("OK");
+    Ok(())
+}
+
+/// `ingot delete NAME`.
+pub(crate) async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
+    let mut session = Session::open()?;
+    let (org, space) = session.target()?;
+    if !args.force {
+        if !ui::interactive() {
+            return Err(anyhow!(
+                "deleting app {} needs confirmation: run `ingot delete {} -f`",
+                args.name,
+                args.name
+            ));
+        }
+        if !ui::confirm(&format!("Really delete the app {}?", args.name))? {
+            println!("Delete cancelled.");
+            return Ok(());
+        }
+    }
+    println!(
+        "Deleting app {} in org {} / space {} as {}...",
+        args.name,
+        org.name,
+        space.name,
+        session.user()
+    );
+    let client = session.client();
+    let Some(app) = client
+        .app_by_name(&space.guid, &args.name)
+        .await
+        .or_explain(format!("cannot look up app {}", args.name))?
+    else {
+        println!("App {} does not exist.", args.name);
+        println!("OK");
+        return Ok(());
+    };
+    let routes = if args.routes {
+        client
+            .app_routes(&app.guid)
+            .await
+            .or_explain(format!("cannot list the routes of app {}", app.name))?
+    } else {
+        Vec::new()
+    };
+    client
+        .delete_app(&app.guid, Duration::from_secs(120))
+        .await
+        .or_explain(format!("cannot delete app {}", app.name))?;
+    for r in routes {
+        client
+            .delete_route(&r.guid, Duration::from_secs(60))
+            .await
+            .or_explain(format!(
+                "app {} is deleted but its route {} is not",
+                app.name, r.url
+            ))?;
+    }
+    session.keep_tokens();
+    println!("OK");
+    Ok(())
+}
+
+/// `ingot env NAME`.
+pub(crate) async fn env(args: AppArgs) -> anyhow::Result<()> {
+    let mut session = Session::open()?;
+    let (org, space) = session.target()?;
+    let app = find_app(&session, &space, &args.name).await?;
+    println!(
+        "Getting env variables for app {} in org {} / space {} as {}...\n",
+        app.name,
+        org.name,
+        space.name,
+        session.user()
+    );
+    let env = session
+        .client()
+        .app_env(&app.guid)
+        .await
+        .or_explain(format!("cannot read the environment of app {}", app.name))?;
+    session.keep_tokens();
+    println!("System-Provided:");
+    for (k, v) in env
+        .system_env_json
+        .iter()
+        .chain(env.application_env_json.iter())
+    {
+        println!("{k}: {}\n", pretty(v));
+    }
+    println!("User-Provided:");
+    for (k, v) in &env.environment_variables {
+        println!("{k}: {}", plain(v));
+    }
+    println!("\nRunning Environment Variable Groups:");
+    for (k, v) in &env.running_env_json {
+        println!("{k}: {}", plain(v));
+    }
+    println!("\nStaging Environment Variable Groups:");
+    for (k, v) in &env.staging_env_json {
+        println!("{k}: {}", plain(v));
+    }
+    Ok(())
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `ingot set-env NAME KEY VALUE`.
+pub(crate) async fn set_env(args: SetEnvArgs) -> anyhow::Result<()> {
+    let mut session = Session::open()?;
+    let (org, space) = session.target()?;
+    let app = find_app(&session, &space, &args.name).await?;
+    println!(
+        "Setting env variable {} for app {} in org {} / space {} as {}...",
+        args.key,
+        app.name,
+        org.name,
+        space.name,
+        session.user()
+    );
+    session
+        .client()
+        .set_env(&app.guid, &args.key, Some(&args.value))
+        .await
+        .or_explain(format!("cannot set {} on app {}", args.key, app.name))?;
+    session.keep_tokens();
+    println!("OK");
+    println!(
+        "TIP: the app sees the new value after `ingot restart {}` (or a push).",
+        app.name
+    );
+    Ok(())
+}

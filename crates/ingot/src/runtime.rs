@@ -1,0 +1,229 @@
+//! Adapters that connect the roles of `ingot up` through their traits:
+//! the API drives the scheduler ([`SchedulerRuntime`]), the scheduler feeds
+//! the router ([`RouterEmitter`]), and the token verifier guards the API and
+//! the log-cache ([`Tokens`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ingot_api::{
+    BuildpackRef, DesiredProcess, InstanceReport, Principal, StageFailure, StageOutcome, StageRequest, TokenProblem,
+};
+use ingot_auth::{TokenError, TokenVerifier};
+use ingot_scheduler::{
+    BuildpackSource, DesiredLrp, HealthCheck, HealthCheckKind, RouteEmitter, RouteTarget, Scheduler, StagingRequest,
+};
+
+/// The API's [`ingot_api::Runtime`] over the scheduler.
+pub struct SchedulerRuntime {
+    pub scheduler: Scheduler,
+}
+
+#[async_trait]
+impl ingot_api::Runtime for SchedulerRuntime {
+    async fn stage(&self, request: StageRequest) -> Result<StageOutcome, StageFailure> {
+        let skip_detect = !request.buildpacks.is_empty();
+        let chosen = if skip_detect { &request.buildpacks } else { &request.detect_candidates };
+        let mut buildpacks = Vec::new();
+        for reference in chosen {
+            match reference {
+                BuildpackRef::Builtin(name) => buildpacks.push(BuildpackSource::Builtin(name.clone())),
+                BuildpackRef::Uploaded { name, blob_key } => buildpacks.push(BuildpackSource::Zip {
+                    name: name.clone(),
+                    blob_key: blob_key.clone(),
+                }),
+                BuildpackRef::Url(url) => {
+                    return Err(StageFailure {
+                        code: "StagingError".into(),
+                        message: format!(
+                            "buildpack URLs are not supported yet ({url}); upload it with `ingot push -b DIR` or as an admin buildpack"
+                        ),
+                    })
+                }
+            }
+        }
+        let staging = StagingRequest {
+            build_guid: request.build_guid,
+            app_guid: request.app_guid,
+            app_name: request.app_name,
+            space_guid: request.space_guid,
+            space_name: request.space_name,
+            org_guid: request.org_guid,
+            org_name: request.org_name,
+            package_key: request.package_key,
+            droplet_key: request.droplet_key,
+            buildpacks,
+            skip_detect,
+            environment: request.environment,
+            memory_mb: request.memory_mb,
+            disk_mb: request.disk_mb,
+        };
+        self.scheduler
+            .stage(staging)
+            .await
+            .map(|outcome| StageOutcome {
+                detected_buildpack: outcome.detected_buildpack,
+                buildpack_name: outcome.buildpack_name,
+                process_types: outcome.process_types,
+                checksum_sha256: outcome.checksum_sha256,
+            })
+            .map_err(|failure| StageFailure {
+                code: failure.code,
+                message: failure.message,
+            })
+    }
+
+    async fn desire(&self, process: DesiredProcess) {
+        if process.instances == 0 {
+            self.scheduler.remove(&process.process_guid);
+            return;
+        }
+        let defaults = HealthCheck::default();
+        let health_check = HealthCheck {
+            kind: match process.health_check.kind.as_str() {
+                "http" => HealthCheckKind::Http,
+                "process" | "none" => HealthCheckKind::Process,
+                _ => HealthCheckKind::Port,
+            },
+            endpoint: process.health_check.endpoint.clone().unwrap_or(defaults.endpoint),
+            start_timeout: process
+                .health_check
+                .timeout_secs
+                .map_or(defaults.start_timeout, Duration::from_secs),
+            invocation_timeout: process
+                .health_check
+                .invocation_timeout_secs
+                .map_or(defaults.invocation_timeout, Duration::from_secs),
+        };
+        self.scheduler.desire(DesiredLrp {
+            process_guid: process.process_guid,
+            process_type: process.process_type,
+            app_guid: process.app_guid,
+            app_name: process.app_name,
+            space_guid: process.space_guid,
+            space_name: process.space_name,
+            org_guid: process.org_guid,
+            org_name: process.org_name,
+            droplet_guid: process.droplet_guid,
+            droplet_key: process.droplet_key,
+            command: process.command,
+            instances: process.instances,
+            memory_mb: process.memory_mb,
+            disk_mb: process.disk_mb,
+            environment: process.environment,
+            uris: process.uris,
+            health_check,
+        });
+    }
+
+    async fn remove(&self, process_guid: &str) {
+        self.scheduler.remove(process_guid);
+    }
+
+    fn instances(&self, process_guid: &str) -> Vec<InstanceReport> {
+        self.scheduler
+            .instances(process_guid)
+            .into_iter()
+            .map(|status| InstanceReport {
+                index: status.index,
+                state: status.state,
+                instance_guid: status.instance_guid.unwrap_or_default(),
+                host: status.addr.map(|a| a.ip().to_string()).unwrap_or_default(),
+                port: status.addr.map(|a| a.port()),
+                uptime_secs: status.uptime_secs,
+                mem_bytes: status.mem_bytes,
+                disk_bytes: 0,
+                cpu: 0.0,
+                details: status.details,
+            })
+            .collect()
+    }
+}
+
+/// Scheduler route events straight into the in-process router's table.
+pub struct RouterEmitter {
+    pub table: ingot_router::RouteTable,
+}
+
+impl RouteEmitter for RouterEmitter {
+    fn register(&self, uri: &str, target: &RouteTarget) {
+        self.table.register(
+            uri,
+            ingot_router::Endpoint {
+                addr: target.addr,
+                app_guid: target.app_guid.clone(),
+                process_guid: target.process_guid.clone(),
+                instance_guid: target.instance_guid.clone(),
+                index: target.index,
+            },
+        );
+    }
+
+    fn unregister(&self, uri: &str, instance_guid: &str) {
+        self.table.unregister(uri, instance_guid);
+    }
+}
+
+/// Token checks for the API and the log-cache, over the auth verifier.
+pub struct Tokens {
+    pub verifier: TokenVerifier,
+}
+
+impl ingot_api::TokenValidator for Tokens {
+    fn validate(&self, authorization: Option<&str>) -> Result<Principal, TokenProblem> {
+        match self.verifier.verify(authorization) {
+            Ok(claims) => Ok(Principal {
+                user_guid: claims.user_id,
+                user_name: claims.user_name,
+                scopes: claims.scope,
+            }),
+            Err(TokenError::Missing) => Err(TokenProblem::Missing),
+            Err(TokenError::Expired) => Err(TokenProblem::Expired),
+            Err(_) => Err(TokenProblem::Invalid),
+        }
+    }
+}
+
+impl ingot_logs::ReadAuthorizer for Tokens {
+    fn authorize(&self, authorization: Option<&str>, _source_id: &str) -> Result<(), ingot_logs::ReadDenied> {
+        // Space roles are a later issue: any valid token may read for now.
+        self.verifier.verify(authorization).map(|_| ()).map_err(|err| ingot_logs::ReadDenied {
+            status: 401,
+            message: err.to_string(),
+        })
+    }
+}
+
+/// Keeps the API's crash records in step with the scheduler's events.
+pub fn forward_crashes(scheduler: &Scheduler, api: ingot_api::Api) -> tokio::task::JoinHandle<()> {
+    let mut events = scheduler.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(ingot_scheduler::SchedulerEvent::Crashed(crash)) => {
+                    let report = ingot_api::CrashReport {
+                        process_guid: crash.process_guid,
+                        index: crash.index,
+                        instance_guid: crash.instance_guid,
+                        exit_status: crash.exit_status,
+                        reason: "CRASHED".into(),
+                        exit_description: crash.exit_description,
+                        crash_count: crash.crash_count,
+                        crash_timestamp_ns: crash.timestamp_ns,
+                    };
+                    if let Err(err) = api.record_crash(report).await {
+                        tracing::warn!(error = %err, "cannot record a crash event");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "crash events were dropped before they were recorded");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+/// Shared handle type for the API's runtime.
+pub type RuntimeHandle = Arc<dyn ingot_api::Runtime>;

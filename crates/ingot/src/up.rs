@@ -1,0 +1,286 @@
+//! `ingot up`: every role in one process, on the embedded defaults.
+//!
+//! SQLite and blobs under `--home`, one local cell, the API (with the token
+//! server under `/uaa` and the log-cache under `/log-cache`) on one port, the
+//! router on another. On SIGINT/SIGTERM every app container is stopped
+//! (SIGTERM, then SIGKILL after the grace period) and removed; the desired
+//! state stays in the database, and the next `ingot up` on the same home
+//! starts every started app again.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::response::IntoResponse;
+use prometheus_client::registry::Registry;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::runtime::{forward_crashes, RouterEmitter, SchedulerRuntime, Tokens};
+
+/// Flags of `ingot up`.
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Where the database, blobs, keys and containers live.
+    #[arg(long, env = "INGOT_HOME", default_value = "/var/lib/ingot")]
+    pub home: PathBuf,
+    /// Listen address of the API (with auth under /uaa and log-cache under /log-cache).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub api_listen: SocketAddr,
+    /// The API's URL as clients reach it (default: http://<api-listen>).
+    #[arg(long)]
+    pub api_url: Option<String>,
+    /// Listen address of the HTTP router.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub router_listen: SocketAddr,
+    /// The shared domain apps get routes on.
+    #[arg(long, default_value = "apps.localhost")]
+    pub app_domain: String,
+    /// Address pool of app containers.
+    #[arg(long, default_value = "10.254.0.0/22")]
+    pub container_subnet: String,
+    /// Prefix of the host objects containers need (bridge, network
+    /// namespaces, veths, cgroups, nft table); two platforms on one host need
+    /// different prefixes.
+    #[arg(long, default_value = "ingot")]
+    pub host_prefix: String,
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, default_value_t = 1200)]
+    pub token_lifetime_secs: u64,
+    /// Seconds a stopping app gets between SIGTERM and SIGKILL.
+    #[arg(long, default_value_t = 10)]
+    pub stop_grace_secs: u64,
+    /// Do not log the local CLI in.
+    #[arg(long)]
+    pub no_login: bool,
+}
+
+/// Runs the platform until SIGINT or SIGTERM.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let started = std::time::Instant::now();
+    let home = absolute(&args.home)?;
+    create_private_dir(&home)?;
+    let api_url = args
+        .api_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.api_listen))
+        .trim_end_matches('/')
+        .to_string();
+    let self_exe = std::env::current_exe().context("cannot find the ingot binary itself")?;
+
+    let pool = open_database(&home.join("ingot.db")).await?;
+    let blobs: Arc<dyn ingot_blobstore::Blobstore> =
+        Arc::new(ingot_blobstore::LocalBlobstore::open(home.join("blobs")).context("opening the blobstore")?);
+
+    let auth = ingot_auth::AuthServer::open(
+        pool.clone(),
+        &home.join("keys"),
+        ingot_auth::AuthConfig {
+            issuer: format!("{api_url}/uaa/oauth/token"),
+            access_token_ttl: Duration::from_secs(args.token_lifetime_secs),
+            ..ingot_auth::AuthConfig::default()
+        },
+    )
+    .await
+    .context("starting the token server")?;
+    let admin = auth
+        .ensure_admin(&home.join("admin-credentials.json"))
+        .await
+        .context("creating the admin user")?;
+    let admin_guid = {
+        let token = auth.mint_access_token(&admin.username, 60).await.context("signing a token for admin")?;
+        auth.verifier().verify(Some(&format!("bearer {token}"))).context("verifying our own token")?.user_id
+    };
+    let tokens = Arc::new(Tokens { verifier: auth.verifier() });
+
+    let log_store = ingot_logs::LogStore::new(100_000);
+    let logs: Arc<dyn ingot_logs::LogSink> = log_store.clone();
+
+    let stack = ingot_containers::prepare_default_stack(&home.join("stacks").join("default"))
+        .context("preparing the default stack")?;
+    let containers = ingot_containers::ContainerManager::start(ingot_containers::ManagerConfig {
+        state_dir: home.join("containers"),
+        prefix: args.host_prefix.clone(),
+        bridge: format!("{}0", args.host_prefix),
+        subnet: args.container_subnet.clone(),
+        self_exe: self_exe.clone(),
+        runc: find_runc()?,
+    })
+    .await
+    .context("starting the container manager")?;
+
+    let table = ingot_router::RouteTable::new();
+    let scheduler = ingot_scheduler::Scheduler::start(
+        ingot_scheduler::SchedulerConfig {
+            work_dir: home.join("cell"),
+            lifecycle_binary: self_exe.clone(),
+            cf_api: api_url.clone(),
+            converge_interval: Duration::from_secs(2),
+            stop_grace: Duration::from_secs(args.stop_grace_secs),
+        },
+        Arc::clone(&containers),
+        stack,
+        Arc::clone(&blobs),
+        Arc::clone(&logs),
+        Arc::new(RouterEmitter { table: table.clone() }),
+    )
+    .context("starting the scheduler")?;
+
+    let router_port = args.router_listen.port();
+    let api = ingot_api::Api::open(
+        pool.clone(),
+        Arc::clone(&blobs),
+        Arc::clone(&logs),
+        tokens.clone(),
+        Arc::new(SchedulerRuntime { scheduler: scheduler.clone() }),
+        ingot_api::ApiConfig {
+            external_url: api_url.clone(),
+            uaa_url: format!("{api_url}/uaa"),
+            log_cache_url: format!("{api_url}/log-cache"),
+            app_domain: args.app_domain.clone(),
+            router_url: format!("http://{}:{router_port}", args.router_listen.ip()),
+            ssh_endpoint: None,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+    )
+    .await
+    .context("opening the API")?;
+    api.bootstrap(&admin_guid, &admin.username).await.context("creating the first org and space")?;
+    let crash_forwarder = forward_crashes(&scheduler, api.clone());
+
+    let router = ingot_router::Router::new(table, Arc::clone(&logs));
+    let mut registry = Registry::with_prefix("ingot");
+    api.register_metrics(&mut registry);
+    auth.register_metrics(&mut registry);
+    log_store.register_metrics(&mut registry);
+    router.register_metrics(&mut registry);
+    let registry = Arc::new(registry);
+
+    let http = api
+        .router()
+        .nest("/uaa", auth.router())
+        .nest("/log-cache", ingot_logs::log_cache_router(log_store.clone(), tokens.clone()))
+        .route("/metrics", axum::routing::get(move || metrics(Arc::clone(&registry))));
+    let api_listener = tokio::net::TcpListener::bind(args.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the API", args.api_listen))?;
+    let router_listener = tokio::net::TcpListener::bind(args.router_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the router", args.router_listen))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let api_server = tokio::spawn(
+        axum::serve(api_listener, http.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let router_server = tokio::spawn(router.serve(router_listener, stopped(stop_rx.clone())));
+
+    api.resume().await.context("starting the apps that were running")?;
+
+    println!("Ingot is up ({:.1}s).", started.elapsed().as_secs_f64());
+    println!("  API:        {api_url}");
+    println!("  app domain: {}", args.app_domain);
+    println!("  router:     http://{}", args.router_listen);
+    println!("  admin:      {} / {}", admin.username, admin.password);
+    println!("  (credentials kept in {})", home.join("admin-credentials.json").display());
+    if !args.no_login {
+        match crate::cli::login_local(&api_url, &admin.username, &admin.password).await {
+            Ok(()) => println!("The ingot CLI is logged in as {} and targets org main, space dev.", admin.username),
+            Err(err) => println!("Could not log the CLI in ({err:#}); run `ingot login -a {api_url}`."),
+        }
+    }
+    println!("Push an app: ingot push NAME -p DIR");
+
+    wait_for_signal().await?;
+    println!("Stopping: apps get {}s to exit.", args.stop_grace_secs);
+    let _ = stop_tx.send(true);
+    scheduler.shutdown().await;
+    if let Err(err) = containers.shutdown().await {
+        tracing::warn!(error = %err, "container cleanup was incomplete");
+    }
+    crash_forwarder.abort();
+    let _ = api_server.await;
+    let _ = router_server.await;
+    pool.close().await;
+    println!("Ingot stopped.");
+    Ok(())
+}
+
+async fn metrics(registry: Arc<Registry>) -> axum::response::Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+        Ok(()) => (
+            [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        Err(err) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// One SQLite file in WAL mode with full fsync: every acknowledged write
+/// survives a `kill -9` and a power loss.
+async fn open_database(path: &Path) -> anyhow::Result<sqlx::SqlitePool> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot open the database {}", path.display()))
+}
+
+fn find_runc() -> anyhow::Result<PathBuf> {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/sbin", "/bin"] {
+        let candidate = Path::new(dir).join("runc");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!("runc is not installed; install it with `apt-get install runc`")
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(std::env::current_dir().context("cannot read the current directory")?.join(path))
+    }
+}
+
+fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("cannot create the home directory {}", path.display()))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INGOT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,206 @@
+//! The loggregator v2 envelope as Ingot's domain type: a timestamped message
+//! from one instance of one source.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One loggregator v2 envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// Whose envelope this is: an app guid, or a component name.
+    pub source_id: String,
+    /// Which instance of the source: an app instance's index ("0", "1", …).
+    pub instance_id: String,
+    /// Key/value tags; `source_type` (`APP/PROC/WEB`, `STG`, `RTR`, …) for logs.
+    pub tags: BTreeMap<String, String>,
+    /// What the envelope carries.
+    pub message: Message,
+}
+
+/// The payload of an [`Envelope`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// A line of output.
+    Log {
+        /// The line, without its trailing newline; any bytes.
+        payload: Vec<u8>,
+        /// Standard output or standard error.
+        kind: LogKind,
+    },
+    /// Point-in-time measurements, by metric name.
+    Gauge {
+        /// Metric name → value and unit.
+        metrics: BTreeMap<String, GaugeValue>,
+    },
+    /// A monotonically increasing count.
+    Counter {
+        /// Counter name.
+        name: String,
+        /// Increase since the previous envelope.
+        delta: u64,
+        /// Running total.
+        total: u64,
+    },
+}
+
+/// Which stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogKind {
+    /// Standard output (`OUT`).
+    Out,
+    /// Standard error (`ERR`).
+    Err,
+}
+
+/// One gauge measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaugeValue {
+    /// Unit, such as `percentage` or `bytes`.
+    pub unit: String,
+    /// The measured value.
+    pub value: f64,
+}
+
+/// The envelope types log-cache filters on (`envelope_types=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EnvelopeType {
+    /// Log lines.
+    Log,
+    /// Counters.
+    Counter,
+    /// Gauges.
+    Gauge,
+    /// Timers (Ingot emits none).
+    Timer,
+    /// Events (Ingot emits none).
+    Event,
+}
+
+/// An `envelope_types` value that is not one of log-cache's names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown envelope type {input:?}: expected LOG, COUNTER, GAUGE, TIMER, EVENT or ANY")]
+pub struct UnknownEnvelopeType {
+    /// The value that was given.
+    pub input: String,
+}
+
+impl EnvelopeType {
+    /// Parses one of log-cache's names; `ANY` is `None` (no filter).
+    pub fn parse(input: &str) -> Result<Option<Self>, UnknownEnvelopeType> {
+        match input.trim().to_ascii_uppercase().as_str() {
+            "ANY" => Ok(None),
+            other => other.parse().map(Some),
+        }
+    }
+}
+
+impl FromStr for EnvelopeType {
+    type Err = UnknownEnvelopeType;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        match input.trim().to_ascii_uppercase().as_str() {
+            "LOG" => Ok(Self::Log),
+            "COUNTER" => Ok(Self::Counter),
+            "GAUGE" => Ok(Self::Gauge),
+            "TIMER" => Ok(Self::Timer),
+            "EVENT" => Ok(Self::Event),
+            _ => Err(UnknownEnvelopeType {
+                input: input.to_owned(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for EnvelopeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Log => "LOG",
+            Self::Counter => "COUNTER",
+            Self::Gauge => "GAUGE",
+            Self::Timer => "TIMER",
+            Self::Event => "EVENT",
+        })
+    }
+}
+
+impl Message {
+    /// The envelope type this message is filtered as.
+    pub fn envelope_type(&self) -> EnvelopeType {
+        match self {
+            Self::Log { .. } => EnvelopeType::Log,
+            Self::Gauge { .. } => EnvelopeType::Gauge,
+            Self::Counter { .. } => EnvelopeType::Counter,
+        }
+    }
+}
+
+impl Envelope {
+    /// A log line from `source_id`/`instance_id`, tagged with `source_type`
+    /// (`APP/PROC/WEB`, `STG`, `RTR`, …) and stamped now.
+    pub fn log(
+        source_id: &str,
+        instance_id: &str,
+        source_type: &str,
+        payload: impl Into<Vec<u8>>,
+        kind: LogKind,
+    ) -> Self {
+        let mut tags = BTreeMap::new();
+        tags.insert("source_type".to_owned(), source_type.to_owned());
+        Self {
+            timestamp: now_nanos(),
+            source_id: source_id.to_owned(),
+            instance_id: instance_id.to_owned(),
+            tags,
+            message: Message::Log {
+                payload: payload.into(),
+                kind,
+            },
+        }
+    }
+
+    /// The `source_type` tag, if any.
+    pub fn source_type(&self) -> Option<&str> {
+        self.tags.get("source_type").map(String::as_str)
+    }
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub(crate) fn now_nanos() -> i64 {
+    // A clock before 1970 or after 2262 is not worth failing an emit for.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_constructor_tags_source_type_and_stamps_now() {
+        let before = now_nanos();
+        let env = Envelope::log("app-guid", "0", "APP/PROC/WEB", "hello", LogKind::Out);
+        assert!(env.timestamp >= before && env.timestamp <= now_nanos());
+        assert_eq!(env.source_type(), Some("APP/PROC/WEB"));
+        assert_eq!(
+            env.message,
+            Message::Log {
+                payload: b"hello".to_vec(),
+                kind: LogKind::Out
+            }
+        );
+    }
+
+    #[test]
+    fn envelope_type_names_parse_case_insensitively() {
+        assert_eq!(EnvelopeType::parse("log"), Ok(Some(EnvelopeType::Log)));
+        assert_eq!(EnvelopeType::parse("GAUGE"), Ok(Some(EnvelopeType::Gauge)));
+        assert_eq!(EnvelopeType::parse("ANY"), Ok(None));
+        assert!(EnvelopeType::parse("METRIC").is_err());
+    }
+}

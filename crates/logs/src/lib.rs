@@ -1,0 +1,37 @@
+//! Loggregator and log-cache for Ingot: the envelope every part emits, the
+//! [`LogSink`] it emits through, the per-source ring buffers of [`LogStore`],
+//! and log-cache's HTTP read API ([`log_cache_router`]).
+//!
+//! *Invariant*: emitting never blocks on a reader and never fails; a full
+//! buffer evicts its oldest envelope instead.
+//!
+//! The domain types ([`Envelope`], [`Message`]) know nothing of JSON; the
+//! protobuf-JSON mapping of loggregator v2 lives at the edge in [`wire`].
+
+mod api;
+mod envelope;
+mod forward;
+mod store;
+pub mod wire;
+
+pub use api::{log_cache_router, ReadAuthorizer, ReadDenied};
+pub use envelope::{Envelope, EnvelopeType, GaugeValue, LogKind, Message};
+pub use forward::{forward_lines, MAX_LINE_BYTES};
+pub use store::{LogStore, ReadQuery, SourceMeta, DEFAULT_MAX_SOURCES, LOG_CACHE_MAX_PER_SOURCE};
+
+/// Where every part of Ingot sends its envelopes (app output, staging output,
+/// router access lines, metrics).
+///
+/// Every part emits through this; emitting never blocks and never fails.
+pub trait LogSink: Send + Sync {
+    /// Hands one envelope over; the sink keeps or drops it without waiting.
+    fn emit(&self, envelope: Envelope);
+}
+
+/// A sink that drops everything, for parts run without a log store.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DiscardSink;
+
+impl LogSink for DiscardSink {
+    fn emit(&self, _envelope: Envelope) {}
+}

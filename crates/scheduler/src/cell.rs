@@ -1,0 +1,667 @@
+//! The local cell: desired LRPs, their instances, and convergence.
+//!
+//! All instance bookkeeping lives in one [`State`] behind a mutex that is
+//! held only for short, non-async sections. Each instance is driven by its
+//! own task (create container → health check → run → exit) that reports back
+//! into the state; [`Cell::converge`] is the single place that decides to
+//! start or stop instances, so that a missed event is repaired on the next
+//! tick instead of being lost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use ingot_blobstore::Blobstore;
+use ingot_containers::{BindMount, Container, ContainerManager, ContainerSpec, Limits, ProcessSpec, Stack};
+use ingot_logs::{forward_lines, Envelope, LogKind, LogSink};
+use tokio::sync::{broadcast, Notify, OnceCell};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backoff::{self, Restart};
+use crate::health::{check_once, format_duration};
+use crate::{CrashEvent, DesiredLrp, HealthCheckKind, RouteEmitter, RouteTarget, SchedulerConfig, SchedulerError, SchedulerEvent};
+
+/// The port every app listens on inside its container (`$PORT`).
+pub(crate) const APP_PORT: u16 = 8080;
+/// The uid and gid of `vcap` on the default stack.
+pub(crate) const VCAP: u32 = 2000;
+/// How often a running instance's liveness is checked.
+const LIVENESS_INTERVAL: Duration = Duration::from_secs(30);
+/// How often a starting instance is checked.
+const READINESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// One instance as the API's `/stats` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceStatus {
+    /// Instance index.
+    pub index: u32,
+    /// `STARTING`, `RUNNING`, `CRASHED` or `DOWN`.
+    pub state: String,
+    /// The instance guid, when an instance exists for the index.
+    pub instance_guid: Option<String>,
+    /// The instance's address, once its container exists.
+    pub addr: Option<SocketAddr>,
+    /// Seconds since the instance started.
+    pub uptime_secs: u64,
+    /// Memory in use.
+    pub mem_bytes: u64,
+    /// CPU time used so far, in nanoseconds.
+    pub cpu_time_ns: u64,
+    /// Why the index is not running, e.g. the last crash.
+    pub details: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Starting,
+    Running,
+}
+
+struct Instance {
+    guid: String,
+    generation: u64,
+    phase: Phase,
+    started: Instant,
+    addr: Option<SocketAddr>,
+    cancel: CancellationToken,
+}
+
+#[derive(Default)]
+struct Slot {
+    instance: Option<Instance>,
+    crashes: u32,
+    restart_at: Option<Instant>,
+    gave_up: bool,
+    last_crash: Option<String>,
+}
+
+struct Lrp {
+    desired: DesiredLrp,
+    generation: u64,
+    slots: BTreeMap<u32, Slot>,
+}
+
+#[derive(Default)]
+struct State {
+    lrps: HashMap<String, Lrp>,
+    next_generation: u64,
+}
+
+/// The cell and the scheduler state it serves.
+pub(crate) struct Cell {
+    pub(crate) config: SchedulerConfig,
+    pub(crate) containers: Arc<ContainerManager>,
+    pub(crate) stack: Stack,
+    pub(crate) blobs: Arc<dyn Blobstore>,
+    pub(crate) logs: Arc<dyn LogSink>,
+    routes: Arc<dyn RouteEmitter>,
+    events: broadcast::Sender<SchedulerEvent>,
+    state: Mutex<State>,
+    wake: Notify,
+    tasks: TaskTracker,
+    stopping: AtomicBool,
+    droplets: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<PathBuf>>>>,
+    pub(crate) builtin_buildpacks: Vec<(String, PathBuf)>,
+}
+
+impl Cell {
+    pub(crate) fn start(
+        config: SchedulerConfig,
+        containers: Arc<ContainerManager>,
+        stack: Stack,
+        blobs: Arc<dyn Blobstore>,
+        logs: Arc<dyn LogSink>,
+        routes: Arc<dyn RouteEmitter>,
+    ) -> Result<Arc<Self>, SchedulerError> {
+        let buildpacks_dir = config.work_dir.join("buildpacks").join("builtin");
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| SchedulerError::Io { what, source }
+        };
+        std::fs::create_dir_all(&buildpacks_dir).map_err(io("creating the buildpacks directory"))?;
+        let builtin = ingot_lifecycle::install_builtin_buildpacks(&buildpacks_dir)
+            .map_err(io("installing the built-in buildpacks"))?
+            .into_iter()
+            .map(|bp| (bp.name, bp.path))
+            .collect();
+        let (events, _) = broadcast::channel(256);
+        let cell = Arc::new(Self {
+            config,
+            containers,
+            stack,
+            blobs,
+            logs,
+            routes,
+            events,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            tasks: TaskTracker::new(),
+            stopping: AtomicBool::new(false),
+            droplets: tokio::sync::Mutex::new(HashMap::new()),
+            builtin_buildpacks: builtin,
+        });
+        let looper = Arc::clone(&cell);
+        cell.tasks.spawn(async move { looper.converge_loop().await });
+        Ok(cell)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep going.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<SchedulerEvent> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn desire(&self, lrp: DesiredLrp) {
+        let mut state = self.state();
+        let generation = state.next_generation;
+        match state.lrps.get_mut(&lrp.process_guid) {
+            Some(existing) if existing.desired.same_instance_definition(&lrp) => {
+                if existing.desired.uris != lrp.uris {
+                    self.update_routes(existing, &lrp.uris);
+                }
+                existing.desired = lrp;
+            }
+            Some(existing) => {
+                existing.desired = lrp;
+                existing.generation = generation;
+                state.next_generation += 1;
+            }
+            None => {
+                let guid = lrp.process_guid.clone();
+                state.lrps.insert(
+                    guid,
+                    Lrp {
+                        desired: lrp,
+                        generation,
+                        slots: BTreeMap::new(),
+                    },
+                );
+                state.next_generation += 1;
+            }
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Registers new and unregisters dropped routes of running instances.
+    fn update_routes(&self, lrp: &Lrp, new_uris: &[String]) {
+        for (index, slot) in &lrp.slots {
+            let Some(instance) = &slot.instance else { continue };
+            let (Phase::Running, Some(addr)) = (instance.phase, instance.addr) else { continue };
+            let target = self.target(&lrp.desired, instance, addr, *index);
+            for uri in new_uris.iter().filter(|uri| !lrp.desired.uris.contains(uri)) {
+                self.routes.register(uri, &target);
+            }
+            for uri in lrp.desired.uris.iter().filter(|uri| !new_uris.contains(uri)) {
+                self.routes.unregister(uri, &instance.guid);
+            }
+        }
+    }
+
+    fn target(&self, desired: &DesiredLrp, instance: &Instance, addr: SocketAddr, index: u32) -> RouteTarget {
+        RouteTarget {
+            addr,
+            app_guid: desired.app_guid.clone(),
+            process_guid: desired.process_guid.clone(),
+            instance_guid: instance.guid.clone(),
+            index,
+        }
+    }
+
+    pub(crate) fn remove(&self, process_guid: &str) {
+        let removed = self.state().lrps.remove(process_guid);
+        if let Some(lrp) = removed {
+            for slot in lrp.slots.values() {
+                if let Some(instance) = &slot.instance {
+                    instance.cancel.cancel();
+                }
+            }
+        }
+    }
+
+    pub(crate) fn instances(&self, process_guid: &str) -> Vec<InstanceStatus> {
+        let state = self.state();
+        let Some(lrp) = state.lrps.get(process_guid) else { return Vec::new() };
+        (0..lrp.desired.instances)
+            .map(|index| {
+                let slot = lrp.slots.get(&index);
+                match slot.and_then(|slot| slot.instance.as_ref()) {
+                    Some(instance) => {
+                        let usage = self.containers.usage(&instance.guid);
+                        InstanceStatus {
+                            index,
+                            state: match instance.phase {
+                                Phase::Starting => "STARTING",
+                                Phase::Running => "RUNNING",
+                            }
+                            .to_string(),
+                            instance_guid: Some(instance.guid.clone()),
+                            addr: instance.addr,
+                            uptime_secs: instance.started.elapsed().as_secs(),
+                            mem_bytes: usage.map_or(0, |u| u.memory_bytes),
+                            cpu_time_ns: usage.map_or(0, |u| u.cpu_time_ns),
+                            details: None,
+                        }
+                    }
+                    None => {
+                        let crashed = slot.is_some_and(|slot| slot.crashes > 0);
+                        InstanceStatus {
+                            index,
+                            state: if crashed { "CRASHED" } else { "STARTING" }.to_string(),
+                            instance_guid: None,
+                            addr: None,
+                            uptime_secs: 0,
+                            mem_bytes: 0,
+                            cpu_time_ns: 0,
+                            details: slot.and_then(|slot| slot.last_crash.clone()),
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) async fn shutdown(self: &Arc<Self>) {
+        self.stopping.store(true, Ordering::SeqCst);
+        {
+            let state = self.state();
+            for lrp in state.lrps.values() {
+                for slot in lrp.slots.values() {
+                    if let Some(instance) = &slot.instance {
+                        instance.cancel.cancel();
+                    }
+                }
+            }
+        }
+        self.wake.notify_one();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    async fn converge_loop(self: Arc<Self>) {
+        while !self.stopping.load(Ordering::SeqCst) {
+            self.converge();
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.converge_interval) => {}
+            }
+        }
+    }
+
+    /// Compares desired and actual and repairs every difference.
+    fn converge(self: &Arc<Self>) {
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = Instant::now();
+        let mut to_start = Vec::new();
+        let mut next_wake: Option<Instant> = None;
+        {
+            let mut state = self.state();
+            for lrp in state.lrps.values_mut() {
+                let wanted = lrp.desired.instances;
+                for index in 0..wanted {
+                    let slot = lrp.slots.entry(index).or_default();
+                    match &slot.instance {
+                        Some(instance) => {
+                            if instance.generation != lrp.generation {
+                                instance.cancel.cancel();
+                            }
+                        }
+                        None if slot.gave_up => {}
+                        None => match slot.restart_at {
+                            Some(at) if at > now => {
+                                next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
+                            }
+                            _ => {
+                                let instance = Instance {
+                                    guid: uuid::Uuid::new_v4().to_string(),
+                                    generation: lrp.generation,
+                                    phase: Phase::Starting,
+                                    started: now,
+                                    addr: None,
+                                    cancel: CancellationToken::new(),
+                                };
+                                to_start.push((lrp.desired.clone(), index, instance.guid.clone(), instance.cancel.clone()));
+                                slot.restart_at = None;
+                                slot.instance = Some(instance);
+                            }
+                        },
+                    }
+                }
+                lrp.slots.retain(|index, slot| {
+                    if *index < wanted {
+                        return true;
+                    }
+                    if let Some(instance) = &slot.instance {
+                        instance.cancel.cancel();
+                        return true;
+                    }
+                    false
+                });
+            }
+        }
+        for (desired, index, guid, cancel) in to_start {
+            let cell = Arc::clone(self);
+            self.tasks.spawn(async move { cell.run_instance(desired, index, guid, cancel).await });
+        }
+        if let Some(at) = next_wake {
+            let cell = Arc::clone(self);
+            self.tasks.spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                cell.wake.notify_one();
+            });
+        }
+    }
+
+    fn cell_log(&self, lrp: &DesiredLrp, index: u32, line: String) {
+        self.logs.emit(Envelope::log(&lrp.app_guid, &index.to_string(), "CELL", line, LogKind::Out));
+    }
+
+    /// Drives one instance from container creation to its end.
+    async fn run_instance(self: Arc<Self>, lrp: DesiredLrp, index: u32, guid: String, cancel: CancellationToken) {
+        self.cell_log(&lrp, index, format!("Cell creating container for instance {guid}"));
+        let container = tokio::select! {
+            created = self.create_container(&lrp, index, &guid) => created,
+            _ = cancel.cancelled() => {
+                let _ = self.containers.destroy(&guid).await;
+                self.instance_gone(&lrp, index, &guid, None);
+                return;
+            }
+        };
+        let mut container = match container {
+            Ok(container) => container,
+            Err(err) => {
+                tracing::warn!(instance = %guid, error = %err, "cannot create the container");
+                self.cell_log(&lrp, index, format!("Cell failed to create container for instance {guid}: {err}"));
+                let _ = self.containers.destroy(&guid).await;
+                let crash = CrashReason { exit_status: -1, description: format!("failed to create container: {err}") };
+                self.instance_gone(&lrp, index, &guid, Some(crash));
+                return;
+            }
+        };
+        self.cell_log(&lrp, index, format!("Cell successfully created container for instance {guid}"));
+        let source_type = format!("APP/PROC/{}", lrp.process_type.to_uppercase());
+        let stdout_done = forward_lines(container.stdout, Arc::clone(&self.logs), lrp.app_guid.clone(), index.to_string(), source_type.clone(), LogKind::Out);
+        let stderr_done = forward_lines(container.stderr, Arc::clone(&self.logs), lrp.app_guid.clone(), index.to_string(), source_type.clone(), LogKind::Err);
+        let addr = container.ip.map(|ip| SocketAddr::new(ip.into(), APP_PORT));
+        self.with_instance(&lrp.process_guid, index, &guid, |instance| instance.addr = addr);
+
+        let outcome = self.supervise(&lrp, index, &guid, addr, &mut container.exit, &cancel).await;
+        for uri in &lrp.uris {
+            self.routes.unregister(uri, &guid);
+        }
+        let crash = match outcome {
+            Outcome::Stopped => {
+                self.cell_log(&lrp, index, format!("Cell stopping instance {guid}"));
+                if let Err(err) = self.containers.stop(&guid, self.config.stop_grace).await {
+                    tracing::warn!(instance = %guid, error = %err, "stopping the container failed");
+                }
+                None
+            }
+            Outcome::Exited(status) => {
+                let mut description = format!("{source_type}: Exited with status {}", status.code);
+                if status.oom_killed {
+                    description.push_str(" (out of memory)");
+                }
+                Some(CrashReason { exit_status: status.code, description })
+            }
+            Outcome::Unhealthy(reason) => {
+                let _ = self.containers.stop(&guid, Duration::ZERO).await;
+                Some(CrashReason { exit_status: -1, description: format!("{source_type}: {reason}") })
+            }
+        };
+        if let Err(err) = self.containers.destroy(&guid).await {
+            tracing::warn!(instance = %guid, error = %err, "destroying the container failed");
+        }
+        let _ = stdout_done.await;
+        let _ = stderr_done.await;
+        if crash.is_none() {
+            self.cell_log(&lrp, index, format!("Cell destroyed container for instance {guid}"));
+        }
+        self.instance_gone(&lrp, index, &guid, crash);
+    }
+
+    /// Waits for readiness, then watches liveness and the process until it
+    /// ends or the instance is cancelled.
+    async fn supervise(
+        &self,
+        lrp: &DesiredLrp,
+        index: u32,
+        guid: &str,
+        addr: Option<SocketAddr>,
+        exit: &mut tokio::sync::oneshot::Receiver<ingot_containers::ExitStatus>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let check = &lrp.health_check;
+        let deadline = Instant::now() + check.start_timeout;
+        let check_addr = match (check.kind, addr) {
+            (HealthCheckKind::Process, _) => None,
+            (_, Some(addr)) => Some(addr),
+            (_, None) => return Outcome::Unhealthy("instance has no network address to check".into()),
+        };
+        // Readiness: STARTING until the first check passes.
+        if let Some(addr) = check_addr {
+            loop {
+                tokio::select! {
+                    status = &mut *exit => return Outcome::Exited(status.unwrap_or(ingot_containers::ExitStatus::UNKNOWN)),
+                    _ = cancel.cancelled() => return Outcome::Stopped,
+                    result = check_once(check, addr) => match result {
+                        Ok(()) => break,
+                        Err(reason) if Instant::now() >= deadline => {
+                            return Outcome::Unhealthy(format!(
+                                "Instance never healthy after {}: {reason}",
+                                format_duration(check.start_timeout)
+                            ));
+                        }
+                        Err(_) => {}
+                    },
+                }
+                tokio::select! {
+                    status = &mut *exit => return Outcome::Exited(status.unwrap_or(ingot_containers::ExitStatus::UNKNOWN)),
+                    _ = cancel.cancelled() => return Outcome::Stopped,
+                    _ = tokio::time::sleep(READINESS_INTERVAL) => {}
+                }
+            }
+        }
+        self.mark_running(lrp, index, guid);
+        self.cell_log(lrp, index, format!("Container became healthy: instance {guid}"));
+        loop {
+            tokio::select! {
+                status = &mut *exit => return Outcome::Exited(status.unwrap_or(ingot_containers::ExitStatus::UNKNOWN)),
+                _ = cancel.cancelled() => return Outcome::Stopped,
+                _ = tokio::time::sleep(LIVENESS_INTERVAL), if check_addr.is_some() => {
+                    if let Some(addr) = check_addr {
+                        if let Err(reason) = check_once(check, addr).await {
+                            if cancel.is_cancelled() {
+                                return Outcome::Stopped;
+                            }
+                            return Outcome::Unhealthy(format!("Instance became unhealthy: {reason}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn mark_running(&self, lrp: &DesiredLrp, index: u32, guid: &str) {
+        let mut state = self.state();
+        let Some(current) = state.lrps.get_mut(&lrp.process_guid) else { return };
+        let Some(slot) = current.slots.get_mut(&index) else { return };
+        let Some(instance) = slot.instance.as_mut().filter(|i| i.guid == guid) else { return };
+        instance.phase = Phase::Running;
+        if let Some(addr) = instance.addr {
+            let target = RouteTarget {
+                addr,
+                app_guid: current.desired.app_guid.clone(),
+                process_guid: current.desired.process_guid.clone(),
+                instance_guid: guid.to_string(),
+                index,
+            };
+            for uri in &current.desired.uris {
+                self.routes.register(uri, &target);
+            }
+        }
+    }
+
+    fn with_instance(&self, process_guid: &str, index: u32, guid: &str, change: impl FnOnce(&mut Instance)) {
+        let mut state = self.state();
+        let instance = state
+            .lrps
+            .get_mut(process_guid)
+            .and_then(|lrp| lrp.slots.get_mut(&index))
+            .and_then(|slot| slot.instance.as_mut())
+            .filter(|instance| instance.guid == guid);
+        if let Some(instance) = instance {
+            change(instance);
+        }
+    }
+
+    /// Frees the slot of a finished instance and, for a crash, records it
+    /// and schedules the replacement on the back-off schedule.
+    fn instance_gone(&self, lrp: &DesiredLrp, index: u32, guid: &str, crash: Option<CrashReason>) {
+        let mut event = None;
+        {
+            let mut state = self.state();
+            let slot = state
+                .lrps
+                .get_mut(&lrp.process_guid)
+                .and_then(|current| current.slots.get_mut(&index))
+                .filter(|slot| slot.instance.as_ref().is_some_and(|i| i.guid == guid));
+            if let Some(slot) = slot {
+                let ran_for = slot.instance.as_ref().map(|i| i.started.elapsed()).unwrap_or_default();
+                slot.instance = None;
+                if let Some(crash) = &crash {
+                    if ran_for >= backoff::STABLE_AFTER {
+                        slot.crashes = 0;
+                    }
+                    slot.crashes += 1;
+                    slot.last_crash = Some(crash.description.clone());
+                    match backoff::restart_after(slot.crashes) {
+                        Restart::Now => slot.restart_at = None,
+                        Restart::After(wait) => slot.restart_at = Some(Instant::now() + wait),
+                        Restart::Never => slot.gave_up = true,
+                    }
+                    event = Some(CrashEvent {
+                        process_guid: lrp.process_guid.clone(),
+                        app_guid: lrp.app_guid.clone(),
+                        index,
+                        instance_guid: guid.to_string(),
+                        exit_status: crash.exit_status,
+                        exit_description: crash.description.clone(),
+                        crash_count: slot.crashes,
+                        timestamp_ns: now_ns(),
+                    });
+                }
+            }
+        }
+        if let Some(event) = event {
+            self.cell_log(lrp, index, format!("Cell reports crash of instance {guid}: {}", event.exit_description));
+            let _ = self.events.send(SchedulerEvent::Crashed(event));
+        }
+        self.wake.notify_one();
+    }
+
+    async fn create_container(&self, lrp: &DesiredLrp, index: u32, guid: &str) -> Result<Container, SchedulerError> {
+        let layer = self.droplet_layer(&lrp.droplet_guid, &lrp.droplet_key).await?;
+        let env = crate::env::instance_environment(&self.config, lrp, index, guid);
+        let spec = ContainerSpec {
+            id: guid.to_string(),
+            hostname: guid.to_string(),
+            stack: self.stack.clone(),
+            layers: vec![layer],
+            bind_mounts: vec![self.lifecycle_mount()],
+            process: ProcessSpec {
+                args: vec![
+                    ingot_lifecycle::LIFECYCLE_PATH.to_string(),
+                    "lifecycle".to_string(),
+                    "launcher".to_string(),
+                    "--command".to_string(),
+                    lrp.command.clone(),
+                ],
+                env,
+                cwd: "/home/vcap/app".to_string(),
+                uid: VCAP,
+                gid: VCAP,
+            },
+            limits: limits_for(lrp.memory_mb),
+            network: true,
+        };
+        self.containers.create(spec).await.map_err(|err| SchedulerError::Container {
+            id: guid.to_string(),
+            message: err.to_string(),
+        })
+    }
+
+    pub(crate) fn lifecycle_mount(&self) -> BindMount {
+        BindMount {
+            source: self.config.lifecycle_binary.clone(),
+            destination: PathBuf::from(ingot_lifecycle::LIFECYCLE_PATH),
+            read_only: true,
+        }
+    }
+
+    /// The droplet unpacked into an overlay layer (`<layer>/home/vcap/…`),
+    /// once per droplet however many instances start at the same time.
+    async fn droplet_layer(&self, droplet_guid: &str, droplet_key: &str) -> Result<PathBuf, SchedulerError> {
+        let cell = {
+            let mut droplets = self.droplets.lock().await;
+            Arc::clone(droplets.entry(droplet_guid.to_string()).or_default())
+        };
+        let dir = self.config.work_dir.join("droplets").join(droplet_guid);
+        let layer = cell
+            .get_or_try_init(|| async {
+                let io = |what: String| move |source| SchedulerError::Io { what, source };
+                let tgz = dir.join("droplet.tgz");
+                let layer = dir.join("layer");
+                if layer.exists() {
+                    tokio::fs::remove_dir_all(&layer).await.map_err(io(format!("clearing {}", layer.display())))?;
+                }
+                tokio::fs::create_dir_all(&dir).await.map_err(io(format!("creating {}", dir.display())))?;
+                self.blobs.get_to_file(droplet_key, &tgz).await?;
+                let home = layer.join("home").join("vcap");
+                let (tgz2, home2) = (tgz.clone(), home.clone());
+                tokio::task::spawn_blocking(move || ingot_lifecycle::unpack_droplet(&tgz2, &home2, VCAP, VCAP))
+                    .await
+                    .map_err(|err| SchedulerError::Io { what: "unpacking the droplet".into(), source: std::io::Error::other(err.to_string()) })?
+                    .map_err(|err| SchedulerError::Io { what: format!("unpacking droplet {droplet_guid}"), source: std::io::Error::other(err.to_string()) })?;
+                let _ = tokio::fs::remove_file(&tgz).await;
+                Ok::<_, SchedulerError>(layer)
+            })
+            .await?;
+        Ok(layer.clone())
+    }
+}
+
+/// CF gives an app CPU weight in proportion to its memory.
+pub(crate) fn limits_for(memory_mb: u64) -> Limits {
+    Limits {
+        memory_bytes: memory_mb * 1024 * 1024,
+        pids: 1024,
+        cpu_shares: (memory_mb.clamp(2, 8192) * 1024 / 1024).max(2),
+    }
+}
+
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+struct CrashReason {
+    exit_status: i32,
+    description: String,
+}
+
+enum Outcome {
+    Stopped,
+    Exited(ingot_containers::ExitStatus),
+    Unhealthy(String),
+}

@@ -1,0 +1,343 @@
+//! Staging tasks: a package becomes a droplet inside a container.
+//!
+//! The cell prepares a staging directory on the host (the unpacked package,
+//! empty deps, cache and output directories, all owned by `vcap`), mounts it
+//! with the buildpacks and the lifecycle binary into a container on the
+//! stack, and runs `ingot lifecycle builder`. Its output is the app's `STG`
+//! log. The droplet it writes is stored in the blobstore; the staging
+//! directory and the container are removed whatever the outcome.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ingot_containers::{BindMount, ContainerSpec, ProcessSpec};
+use ingot_logs::{forward_lines, Envelope, LogKind};
+use sha2::Digest;
+
+use crate::cell::{limits_for, Cell, VCAP};
+
+/// What the API asks to stage.
+#[derive(Debug, Clone)]
+pub struct StagingRequest {
+    /// The build's guid (also names the staging container).
+    pub build_guid: String,
+    /// App guid; staging logs use it as source id.
+    pub app_guid: String,
+    /// App name.
+    pub app_name: String,
+    /// Space guid.
+    pub space_guid: String,
+    /// Space name.
+    pub space_name: String,
+    /// Organization guid.
+    pub org_guid: String,
+    /// Organization name.
+    pub org_name: String,
+    /// Blob key of the package zip.
+    pub package_key: String,
+    /// Blob key the droplet is stored under.
+    pub droplet_key: String,
+    /// Buildpacks in order; empty means detect among the built-in ones.
+    pub buildpacks: Vec<BuildpackSource>,
+    /// Run `buildpacks` in order without detection (the user named them);
+    /// otherwise the first whose detect succeeds wins.
+    pub skip_detect: bool,
+    /// The app's environment variables (staging sees them, as in CF).
+    pub environment: BTreeMap<String, String>,
+    /// Memory limit of the staging container.
+    pub memory_mb: u64,
+    /// Disk limit of the staging container.
+    pub disk_mb: u64,
+}
+
+/// Where a buildpack comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildpackSource {
+    /// One of the buildpacks built into Ingot, by CF name.
+    Builtin(String),
+    /// An uploaded zip in the blobstore (an admin buildpack).
+    Zip {
+        /// The buildpack's name.
+        name: String,
+        /// Its blob key.
+        blob_key: String,
+    },
+}
+
+/// A staged droplet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagingOutcome {
+    /// What the buildpack's detect printed.
+    pub detected_buildpack: String,
+    /// The name of the buildpack that produced the start command.
+    pub buildpack_name: String,
+    /// Process types and their commands.
+    pub process_types: BTreeMap<String, String>,
+    /// The droplet's default start command.
+    pub start_command: String,
+    /// SHA-256 of the droplet tarball.
+    pub checksum_sha256: String,
+}
+
+/// Why staging failed, in CF's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code} - {message}")]
+pub struct StagingFailure {
+    /// `NoAppDetectedError`, `BuildpackCompileFailed`, `BuildpackReleaseFailed`, `StagingError`.
+    pub code: String,
+    /// The detail shown to the user.
+    pub message: String,
+}
+
+impl StagingFailure {
+    fn staging(message: impl Into<String>) -> Self {
+        Self {
+            code: "StagingError".into(),
+            message: message.into(),
+        }
+    }
+}
+
+pub(crate) async fn stage(cell: &Arc<Cell>, request: StagingRequest) -> Result<StagingOutcome, StagingFailure> {
+    let dir = cell.config.work_dir.join("staging").join(&request.build_guid);
+    let log = |line: String| {
+        cell.logs.emit(Envelope::log(&request.app_guid, "0", "STG", line, LogKind::Out));
+    };
+    log("Creating container".to_string());
+    let result = stage_in(cell, &request, &dir, &log).await;
+    let _ = cell.containers.destroy(&staging_id(&request.build_guid)).await;
+    if let Err(err) = tokio::fs::remove_dir_all(&dir).await {
+        if err.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), error = %err, "cannot remove the staging directory");
+        }
+    }
+    match &result {
+        Ok(_) => log("Uploading complete".to_string()),
+        Err(failure) => cell.logs.emit(Envelope::log(
+            &request.app_guid,
+            "0",
+            "STG",
+            format!("Staging failed: {failure}"),
+            LogKind::Err,
+        )),
+    }
+    result
+}
+
+fn staging_id(build_guid: &str) -> String {
+    format!("staging-{build_guid}")
+}
+
+async fn stage_in(
+    cell: &Arc<Cell>,
+    request: &StagingRequest,
+    dir: &Path,
+    log: &impl Fn(String),
+) -> Result<StagingOutcome, StagingFailure> {
+    let fail = |what: &str| {
+        let what = what.to_string();
+        move |err: std::io::Error| StagingFailure::staging(format!("{what}: {err}"))
+    };
+    let (app, deps, cache, output) = (dir.join("app"), dir.join("deps"), dir.join("cache"), dir.join("output"));
+    for sub in [&app, &deps, &cache, &output] {
+        tokio::fs::create_dir_all(sub).await.map_err(fail("creating the staging directory"))?;
+    }
+    let package = dir.join("package.zip");
+    cell.blobs
+        .get_to_file(&request.package_key, &package)
+        .await
+        .map_err(|err| StagingFailure::staging(format!("downloading the package: {err}")))?;
+    let (package2, app2) = (package.clone(), app.clone());
+    tokio::task::spawn_blocking(move || ingot_lifecycle::unpack_zip(&package2, &app2))
+        .await
+        .map_err(|err| StagingFailure::staging(err.to_string()))?
+        .map_err(|err| StagingFailure::staging(format!("unpacking the package: {err}")))?;
+    let _ = tokio::fs::remove_file(&package).await;
+    for sub in [&app, &deps, &cache, &output] {
+        chown_tree(sub).map_err(fail("handing the staging directory to vcap"))?;
+    }
+
+    let buildpacks = resolve_buildpacks(cell, request, dir).await?;
+    let order: Vec<String> = buildpacks.iter().map(|(name, _)| name.clone()).collect();
+    let mut mounts = vec![
+        cell.lifecycle_mount(),
+        bind(&app, "/home/vcap/app", false),
+        bind(&deps, "/home/vcap/deps", false),
+        bind(&cache, "/tmp/cache", false),
+        bind(&output, "/tmp/output", false),
+    ];
+    for (name, path) in &buildpacks {
+        mounts.push(bind(path, &format!("/tmp/buildpacks/{name}"), true));
+    }
+    let mut args = vec![
+        ingot_lifecycle::LIFECYCLE_PATH.to_string(),
+        "lifecycle".into(),
+        "builder".into(),
+        "--buildpack-order".into(),
+        order.join(","),
+        "--output-droplet".into(),
+        "/tmp/output/droplet.tgz".into(),
+        "--output-metadata".into(),
+        "/tmp/output/result.json".into(),
+    ];
+    if request.skip_detect && !request.buildpacks.is_empty() {
+        args.push("--skip-detect".into());
+    }
+    let spec = ContainerSpec {
+        id: staging_id(&request.build_guid),
+        hostname: staging_id(&request.build_guid),
+        stack: cell.stack.clone(),
+        layers: Vec::new(),
+        bind_mounts: mounts,
+        process: ProcessSpec {
+            args,
+            env: crate::env::staging_environment(&cell.config, request),
+            cwd: "/home/vcap/app".into(),
+            uid: VCAP,
+            gid: VCAP,
+        },
+        limits: limits_for(request.memory_mb),
+        network: true,
+    };
+    let container = cell
+        .containers
+        .create(spec)
+        .await
+        .map_err(|err| StagingFailure::staging(format!("creating the staging container: {err}")))?;
+    log("Successfully created container".to_string());
+    log("Staging app and tracing dependencies".to_string());
+    let out = forward_lines(container.stdout, Arc::clone(&cell.logs), request.app_guid.clone(), "0".into(), "STG".into(), LogKind::Out);
+    let err = forward_lines(container.stderr, Arc::clone(&cell.logs), request.app_guid.clone(), "0".into(), "STG".into(), LogKind::Err);
+    let status = container.exit.await.unwrap_or(ingot_containers::ExitStatus::UNKNOWN);
+    let _ = out.await;
+    let _ = err.await;
+    if status.code != 0 {
+        return Err(failure_for(status));
+    }
+    let result: ingot_lifecycle::StagingResult = serde_json::from_slice(
+        &tokio::fs::read(output.join("result.json")).await.map_err(fail("reading the staging result"))?,
+    )
+    .map_err(|err| StagingFailure::staging(format!("reading the staging result: {err}")))?;
+    let droplet = output.join("droplet.tgz");
+    let checksum = sha256_file(&droplet).await.map_err(fail("reading the droplet"))?;
+    log("Uploading droplet...".to_string());
+    cell.blobs
+        .put_file(&request.droplet_key, &droplet)
+        .await
+        .map_err(|err| StagingFailure::staging(format!("storing the droplet: {err}")))?;
+    Ok(StagingOutcome {
+        detected_buildpack: result.detected_buildpack,
+        buildpack_name: result.buildpack_name,
+        process_types: result.process_types,
+        start_command: result.start_command,
+        checksum_sha256: checksum,
+    })
+}
+
+fn failure_for(status: ingot_containers::ExitStatus) -> StagingFailure {
+    let (code, message) = match status.code {
+        ingot_lifecycle::EXIT_NO_APP_DETECTED => ("NoAppDetectedError", ingot_lifecycle::DETECT_FAIL_MSG.to_string()),
+        ingot_lifecycle::EXIT_RELEASE_FAILED => ("BuildpackReleaseFailed", ingot_lifecycle::RELEASE_FAIL_MSG.to_string()),
+        ingot_lifecycle::EXIT_BUILDPACK_FAILED
+        | ingot_lifecycle::EXIT_SUPPLY_FAILED
+        | ingot_lifecycle::EXIT_FINALIZE_FAILED => ("BuildpackCompileFailed", ingot_lifecycle::COMPILE_FAIL_MSG.to_string()),
+        _ if status.oom_killed => ("StagingError", "staging ran out of memory".to_string()),
+        code => ("StagingError", format!("staging failed with exit status {code}")),
+    };
+    StagingFailure { code: code.into(), message }
+}
+
+/// Turns each requested buildpack into a directory on the host.
+async fn resolve_buildpacks(
+    cell: &Arc<Cell>,
+    request: &StagingRequest,
+    dir: &Path,
+) -> Result<Vec<(String, PathBuf)>, StagingFailure> {
+    if request.buildpacks.is_empty() {
+        return Ok(cell.builtin_buildpacks.clone());
+    }
+    let mut resolved = Vec::new();
+    for (position, source) in request.buildpacks.iter().enumerate() {
+        match source {
+            BuildpackSource::Builtin(name) => {
+                let found = cell.builtin_buildpacks.iter().find(|(builtin, _)| builtin == name);
+                let (_, path) = found.ok_or_else(|| StagingFailure {
+                    code: "StagingError".into(),
+                    message: format!("buildpack {name:?} is not available on this cell"),
+                })?;
+                resolved.push((name.clone(), path.clone()));
+            }
+            BuildpackSource::Zip { name, blob_key } => {
+                let zip = dir.join(format!("buildpack-{position}.zip"));
+                let target = dir.join(format!("buildpack-{position}"));
+                cell.blobs
+                    .get_to_file(blob_key, &zip)
+                    .await
+                    .map_err(|err| StagingFailure::staging(format!("downloading buildpack {name}: {err}")))?;
+                let (zip2, target2) = (zip.clone(), target.clone());
+                tokio::task::spawn_blocking(move || ingot_lifecycle::unpack_zip(&zip2, &target2))
+                    .await
+                    .map_err(|err| StagingFailure::staging(err.to_string()))?
+                    .map_err(|err| StagingFailure::staging(format!("unpacking buildpack {name}: {err}")))?;
+                let _ = tokio::fs::remove_file(&zip).await;
+                resolved.push((safe_name(name, position), buildpack_root(&target)));
+            }
+        }
+    }
+    Ok(resolved)
+}
+
+/// A zip made of a directory often holds that directory as its only entry;
+/// the buildpack is wherever `bin/` is.
+fn buildpack_root(dir: &Path) -> PathBuf {
+    if dir.join("bin").is_dir() {
+        return dir.to_path_buf();
+    }
+    let entries: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    match entries.as_slice() {
+        [only] if only.join("bin").is_dir() => only.clone(),
+        _ => dir.to_path_buf(),
+    }
+}
+
+fn safe_name(name: &str, position: usize) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect();
+    if cleaned.is_empty() { format!("buildpack_{position}") } else { cleaned }
+}
+
+fn bind(source: &Path, destination: &str, read_only: bool) -> BindMount {
+    BindMount {
+        source: source.to_path_buf(),
+        destination: PathBuf::from(destination),
+        read_only,
+    }
+}
+
+/// Makes `vcap` own a directory tree without following symbolic links.
+fn chown_tree(root: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(root, Some(VCAP), Some(VCAP))?;
+    if root.is_dir() && !root.is_symlink() {
+        for entry in std::fs::read_dir(root)? {
+            chown_tree(&entry?.path())?;
+        }
+    }
+    Ok(())
+}
+
+async fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok(hex::encode(hasher.finalize()))
+    })
+    .await
+    .map_err(|err| std::io::Error::other(err.to_string()))?
+}

@@ -1,0 +1,1 @@
+//! ingot-ssh (see ARCHITECTURE.md).

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole gate, as CI runs it: install what the tests need, then
+# formatting, clippy with warnings as errors, and every test (unit,
+# in-process integration, and end-to-end against the real binary with real
+# containers). Run as root on Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+# Independent CF clients for the conformance tests, in a venv of their own.
+py=target/test-python
+if [ ! -x "$py/bin/python" ] || ! "$py/bin/python" -c 'import cloudfoundry_client' 2>/dev/null; then
+  /usr/bin/python3 -m venv "$py"
+  "$py/bin/pip" install --quiet --disable-pip-version-check cloudfoundry-client
+fi
+export INGOT_TEST_PYTHON="$PWD/$py/bin/python"
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace -- --test-threads=4
