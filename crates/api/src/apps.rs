@@ -14,8 +14,8 @@ use sqlx::SqliteConnection;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{accepted_job, created, ok, parse_json, ListParams};
 use crate::model::{
-    new_guid, now, App, Buildpack, Build, Desired, Domain, Droplet, EventParty, Job, Metadata,
-    Org, Package, Process, Route, Space,
+    new_guid, now, App, Build, Buildpack, Desired, Domain, Droplet, EventParty, Job, Metadata, Org,
+    Package, Process, Route, Space,
 };
 use crate::orgs::{audit, resolve_stack, user_actor};
 use crate::store::{self, Query};
@@ -53,6 +53,61 @@ pub(crate) fn routes() -> Router<Api> {
             get(get_env_vars).patch(patch_env_vars),
         )
         .route("/v3/apps/{guid}/env", get(get_env))
+        .route("/v3/apps/{guid}/ssh_enabled", get(ssh_enabled))
+        .route("/v3/apps/{guid}/features", get(app_features))
+        .route("/v3/apps/{guid}/features/{name}", get(app_feature))
+}
+
+fn feature_json(api: &Api, name: &str) -> ApiResult<Value> {
+    match name {
+        "ssh" => Ok(json!({
+            "name": "ssh",
+            "description": "Enable SSHing into the app.",
+            "enabled": api.inner.config.ssh_endpoint.is_some(),
+        })),
+        "revisions" => Ok(json!({
+            "name": "revisions",
+            "description": "Enable versioning of an application",
+            "enabled": false,
+        })),
+        _ => Err(ApiError::not_found("Feature")),
+    }
+}
+
+async fn app_features(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    {
+        let mut c = api.inner.pool.acquire().await?;
+        store::fetch::<App>(&mut c, &guid).await?;
+    }
+    let resources = vec![feature_json(&api, "ssh")?, feature_json(&api, "revisions")?];
+    let params = ListParams::parse(None, &[], &[])?;
+    Ok(ok(params.envelope(
+        &api,
+        &format!("/v3/apps/{guid}/features"),
+        2,
+        resources,
+    )))
+}
+
+async fn app_feature(
+    State(api): State<Api>,
+    Path((guid, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    store::fetch::<App>(&mut c, &guid).await?;
+    Ok(ok(feature_json(&api, &name)?))
+}
+
+async fn ssh_enabled(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    store::fetch::<App>(&mut c, &guid).await?;
+    let enabled = api.inner.config.ssh_endpoint.is_some();
+    let reason = if enabled {
+        ""
+    } else {
+        "SSH is not served by this platform."
+    };
+    Ok(ok(json!({"enabled": enabled, "reason": reason})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +226,7 @@ pub(crate) async fn audit_app(
 }
 
 /// Creates an app and its web process in the caller's transaction.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_app(
     c: &mut SqliteConnection,
     p: &Principal,
@@ -277,14 +333,20 @@ async fn list_apps(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<R
         &["name", "state"],
     )?;
     let mut query = Query::new();
-    for (param, field) in [("names", "name"), ("guids", "guid"), ("space_guids", "space_guid"), ("stacks", "stack")] {
+    for (param, field) in [
+        ("names", "name"),
+        ("guids", "guid"),
+        ("space_guids", "space_guid"),
+        ("stacks", "stack"),
+    ] {
         if let Some(v) = params.filter(param) {
             query = query.any_of(field, v);
         }
     }
     let mut c = api.inner.pool.acquire().await?;
     if let Some(orgs) = params.filter("organization_guids") {
-        let spaces: Vec<Space> = store::find(&mut c, &Query::new().any_of("org_guid", orgs)).await?;
+        let spaces: Vec<Space> =
+            store::find(&mut c, &Query::new().any_of("org_guid", orgs)).await?;
         query = query.any_of("space_guid", spaces.into_iter().map(|s| s.guid).collect());
     }
     if let Some(types) = params.filter("lifecycle_type") {
@@ -298,7 +360,14 @@ async fn list_apps(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<R
     let (apps, total) = store::page::<App>(&mut c, &query, params.page, params.per_page).await?;
     let base = &api.inner.config.external_url;
     let resources = apps.iter().map(|a| a.json(base)).collect();
-    Ok(ok(params.envelope(&api, "/v3/apps", total, resources)))
+    let body = params.envelope(&api, "/v3/apps", total, resources);
+    Ok(ok(crate::http::with_included(
+        &api,
+        &mut c,
+        q.as_deref(),
+        body,
+    )
+    .await?))
 }
 
 async fn get_app(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
@@ -321,7 +390,9 @@ async fn update_app(
             return Err(ApiError::Unprocessable("Name can't be blank".into()));
         }
         if name != app.name {
-            let dup = Query::new().eq("space_guid", &app.space_guid).eq("name", &name);
+            let dup = Query::new()
+                .eq("space_guid", &app.space_guid)
+                .eq("name", &name);
             if store::find_one::<App>(&mut tx, &dup).await?.is_some() {
                 return Err(ApiError::Uniqueness(format!(
                     "App with the name '{name}' already exists."
@@ -346,7 +417,14 @@ async fn update_app(
     app.updated_at = now();
     store::put(&mut tx, &app).await?;
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    audit_app(&mut tx, "audit.app.update", &p, &app, json!({"request": request})).await?;
+    audit_app(
+        &mut tx,
+        "audit.app.update",
+        &p,
+        &app,
+        json!({"request": request}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(ok(app.json(&api.inner.config.external_url)))
 }
@@ -386,7 +464,14 @@ async fn delete_app(
         }
     }
     store::delete::<App>(&mut tx, &guid).await?;
-    audit_app(&mut tx, "audit.app.delete-request", &p, &app, json!({"request": {"recursive": true}})).await?;
+    audit_app(
+        &mut tx,
+        "audit.app.delete-request",
+        &p,
+        &app,
+        json!({"request": {"recursive": true}}),
+    )
+    .await?;
     let mut job = Job::new("app.delete", None);
     job.state = "COMPLETE".into();
     store::insert(&mut tx, &job).await?;
@@ -415,8 +500,7 @@ pub(crate) async fn process_uris(
         store::find(c, &Query::new().eq("space_guid", &app.space_guid)).await?;
     let mut uris = Vec::new();
     for r in routes {
-        if r
-            .destinations
+        if r.destinations
             .iter()
             .any(|d| d.app_guid == app.guid && d.process_type == process_type)
         {
@@ -458,7 +542,15 @@ pub(crate) async fn desired_process(
         uris: process_uris(c, app, &process.kind).await?,
         health_check: HealthCheck {
             kind: process.health_check_type.clone(),
-            endpoint: process.health_check_endpoint.clone(),
+            // An http check without an endpoint checks `/`, as CF does.
+            endpoint: match (
+                &process.health_check_endpoint,
+                process.health_check_type.as_str(),
+            ) {
+                (Some(e), _) => Some(e.clone()),
+                (None, "http") => Some("/".to_string()),
+                (None, _) => None,
+            },
             timeout_secs: process.health_check_timeout,
             invocation_timeout_secs: process.health_check_invocation_timeout,
         },
@@ -527,6 +619,7 @@ async fn start(
     let app: App = store::fetch(&mut tx, &guid).await?;
     audit_app(&mut tx, "audit.app.start", &p, &app, json!({})).await?;
     tx.commit().await?;
+    api.api_log(&guid, &format!("Starting app with guid {guid}"));
     for dp in desired {
         api.inner.runtime.desire(dp).await;
     }
@@ -543,6 +636,7 @@ async fn stop(
     let app: App = store::fetch(&mut tx, &guid).await?;
     audit_app(&mut tx, "audit.app.stop", &p, &app, json!({})).await?;
     tx.commit().await?;
+    api.api_log(&guid, &format!("Stopping app with guid {guid}"));
     for g in removed {
         api.inner.runtime.remove(&g).await;
     }
@@ -560,6 +654,7 @@ async fn restart(
     let app: App = store::fetch(&mut tx, &guid).await?;
     audit_app(&mut tx, "audit.app.restart", &p, &app, json!({})).await?;
     tx.commit().await?;
+    api.api_log(&guid, &format!("Restarting app with guid {guid}"));
     // Remove first so the new instances are new (new instance guids), as a
     // CF restart gives.
     for g in removed {
@@ -620,18 +715,44 @@ pub(crate) async fn redesire(
 }
 
 pub(crate) async fn resume(api: &Api) -> ApiResult<()> {
-    let mut c = api.inner.pool.acquire().await?;
-    let started: Vec<App> = store::find(&mut c, &Query::new().eq("state", "STARTED")).await?;
-    let mut desired = Vec::new();
+    fail_interrupted(api).await?;
+    let started: Vec<App> = {
+        let mut c = api.inner.pool.acquire().await?;
+        store::find(&mut c, &Query::new().eq("state", "STARTED")).await?
+    };
+    // The stored desired state is replayed as it was last handed over (an
+    // env change made since then still waits for a restart); routes are
+    // read afresh.
     for app in started {
-        let stored: Vec<Desired> =
-            store::find(&mut c, &Query::new().eq("app_guid", &app.guid)).await?;
-        desired.extend(stored.into_iter().map(|d| d.process));
+        redesire(api, &app.guid, |_, _| {}).await?;
     }
-    drop(c);
-    for dp in desired {
-        api.inner.runtime.desire(dp).await;
+    Ok(())
+}
+
+/// Uploads and stagings run in tasks of the previous platform process; after
+/// a restart nobody will finish them, so they fail with a reason the user can
+/// act on (upload or stage again) instead of staying in progress forever.
+async fn fail_interrupted(api: &Api) -> ApiResult<()> {
+    let mut tx = store::begin(&api.inner.pool).await?;
+    let at = now();
+    let packages: Vec<Package> =
+        store::find(&mut tx, &Query::new().eq("state", "PROCESSING")).await?;
+    for mut p in packages {
+        p.state = "FAILED".into();
+        p.error = Some("The upload was interrupted by a platform restart; upload again.".into());
+        p.updated_at = at.clone();
+        store::put(&mut tx, &p).await?;
     }
+    let builds: Vec<Build> = store::find(&mut tx, &Query::new().eq("state", "STAGING")).await?;
+    for mut b in builds {
+        b.state = "FAILED".into();
+        b.error = Some(
+            "StagingError - Staging was interrupted by a platform restart; stage again.".into(),
+        );
+        b.updated_at = at.clone();
+        store::put(&mut tx, &b).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -795,7 +916,11 @@ pub(crate) fn vcap_application(
 async fn get_env(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
     let mut c = api.inner.pool.acquire().await?;
     let (app, space, org) = app_context(&mut c, &guid).await?;
-    let web = store::find_one::<Process>(&mut c, &Query::new().eq("app_guid", &guid).eq("type", "web")).await?;
+    let web = store::find_one::<Process>(
+        &mut c,
+        &Query::new().eq("app_guid", &guid).eq("type", "web"),
+    )
+    .await?;
     let uris = process_uris(&mut c, &app, "web").await?;
     let (mem, disk) = web.map(|w| (w.memory_mb, w.disk_mb)).unwrap_or((0, 0));
     Ok(ok(json!({

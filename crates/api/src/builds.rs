@@ -35,7 +35,11 @@ pub(crate) fn routes() -> Router<Api> {
         .route("/v3/droplets/{guid}", get(get_droplet))
         .route("/v3/droplets/{guid}/download", get(download_droplet))
         .route("/v3/apps/{guid}/droplets", get(app_droplets))
-        .route("/v3/buildpacks", get(list_buildpacks).post(create_buildpack))
+        .route("/v3/packages/{guid}/droplets", get(package_droplets))
+        .route(
+            "/v3/buildpacks",
+            get(list_buildpacks).post(create_buildpack),
+        )
         .route(
             "/v3/buildpacks/{guid}",
             get(get_buildpack)
@@ -128,6 +132,10 @@ async fn create_build(
     )
     .await?;
     tx.commit().await?;
+    api.api_log(
+        &app.guid,
+        &format!("Creating build for app with guid {}", app.guid),
+    );
     let droplet_guid = new_guid();
     let request = StageRequest {
         build_guid: build.guid.clone(),
@@ -222,9 +230,15 @@ const BUILD_FILTERS: &[(&str, &str)] = &[
 
 async fn list_builds(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let base = api.inner.config.external_url.clone();
-    list::<Build>(&api, q.as_deref(), "/v3/builds", BUILD_FILTERS, &[], Query::new(), |b| {
-        b.json(&base)
-    })
+    list::<Build>(
+        &api,
+        q.as_deref(),
+        "/v3/builds",
+        BUILD_FILTERS,
+        &[],
+        Query::new(),
+        |b| b.json(&base),
+    )
     .await
 }
 
@@ -265,9 +279,15 @@ const DROPLET_FILTERS: &[(&str, &str)] = &[
 
 async fn list_droplets(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let base = api.inner.config.external_url.clone();
-    list::<Droplet>(&api, q.as_deref(), "/v3/droplets", DROPLET_FILTERS, &[], Query::new(), |d| {
-        d.json(&base)
-    })
+    list::<Droplet>(
+        &api,
+        q.as_deref(),
+        "/v3/droplets",
+        DROPLET_FILTERS,
+        &[],
+        Query::new(),
+        |d| d.json(&base),
+    )
     .await
 }
 
@@ -316,16 +336,35 @@ async fn app_droplets(
     .await
 }
 
+async fn package_droplets(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    {
+        let mut c = api.inner.pool.acquire().await?;
+        store::fetch::<Package>(&mut c, &guid).await?;
+    }
+    let base = api.inner.config.external_url.clone();
+    list::<Droplet>(
+        &api,
+        q.as_deref(),
+        &format!("/v3/packages/{guid}/droplets"),
+        DROPLET_FILTERS,
+        &[],
+        Query::new().eq("package_guid", &guid),
+        |d| d.json(&base),
+    )
+    .await
+}
+
 async fn get_droplet(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
     let mut c = api.inner.pool.acquire().await?;
     let d: Droplet = store::fetch(&mut c, &guid).await?;
     Ok(ok(d.json(&api.inner.config.external_url)))
 }
 
-async fn download_droplet(
-    State(api): State<Api>,
-    Path(guid): Path<String>,
-) -> ApiResult<Response> {
+async fn download_droplet(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
     let d: Droplet = {
         let mut c = api.inner.pool.acquire().await?;
         store::fetch(&mut c, &guid).await?
@@ -546,11 +585,12 @@ async fn upload_buildpack(
     {
         if field.name() == Some("bits") {
             filename = Some(field.file_name().unwrap_or("buildpack.zip").to_string());
-            crate::packages::save_upload(&mut field, &dest).await?;
+            crate::packages::save_upload(&api, &mut field, &dest).await?;
         }
     }
-    let filename = filename
-        .ok_or_else(|| ApiError::InvalidRequest("Buildpack upload requires a 'bits' file".into()))?;
+    let filename = filename.ok_or_else(|| {
+        ApiError::InvalidRequest("Buildpack upload requires a 'bits' file".into())
+    })?;
     let check = dest.clone();
     let valid = tokio::task::spawn_blocking(move || {
         std::fs::File::open(&check)
@@ -561,9 +601,7 @@ async fn upload_buildpack(
     .await
     .unwrap_or(false);
     if !valid {
-        return Err(ApiError::Unprocessable(format!(
-            "{filename} is not a zip"
-        )));
+        return Err(ApiError::Unprocessable(format!("{filename} is not a zip")));
     }
     let key = format!("buildpacks/{guid}.zip");
     api.inner
@@ -579,7 +617,10 @@ async fn upload_buildpack(
     b.state = "READY".into();
     b.updated_at = now();
     store::put(&mut tx, &b).await?;
-    let mut job = Job::new("buildpack.upload", Some(("buildpack".into(), format!("/v3/buildpacks/{guid}"))));
+    let mut job = Job::new(
+        "buildpack.upload",
+        Some(("buildpack".into(), format!("/v3/buildpacks/{guid}"))),
+    );
     job.state = "COMPLETE".into();
     store::insert(&mut tx, &job).await?;
     tx.commit().await?;

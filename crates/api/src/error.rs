@@ -77,14 +77,10 @@ impl ApiError {
     /// CF's numeric code, title and HTTP status for this error.
     pub fn code_title_status(&self) -> (u32, &'static str, StatusCode) {
         match self {
-            ApiError::NotAuthenticated => {
-                (10002, "CF-NotAuthenticated", StatusCode::UNAUTHORIZED)
-            }
+            ApiError::NotAuthenticated => (10002, "CF-NotAuthenticated", StatusCode::UNAUTHORIZED),
             ApiError::InvalidAuthToken => (1000, "CF-InvalidAuthToken", StatusCode::UNAUTHORIZED),
             ApiError::NotAuthorized => (10003, "CF-NotAuthorized", StatusCode::FORBIDDEN),
-            ApiError::ResourceNotFound(_) => {
-                (10010, "CF-ResourceNotFound", StatusCode::NOT_FOUND)
-            }
+            ApiError::ResourceNotFound(_) => (10010, "CF-ResourceNotFound", StatusCode::NOT_FOUND),
             ApiError::UnknownRequest => (10000, "CF-NotFound", StatusCode::NOT_FOUND),
             ApiError::MessageParse(_) => (1001, "CF-MessageParseError", StatusCode::BAD_REQUEST),
             ApiError::BadQueryParameter(_) => {
@@ -95,9 +91,11 @@ impl ApiError {
                 "CF-UnprocessableEntity",
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
-            ApiError::Uniqueness(_) => {
-                (10016, "CF-UniquenessError", StatusCode::UNPROCESSABLE_ENTITY)
-            }
+            ApiError::Uniqueness(_) => (
+                10016,
+                "CF-UniquenessError",
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
             ApiError::InvalidRequest(_) => (10004, "CF-InvalidRequest", StatusCode::BAD_REQUEST),
             ApiError::PayloadTooLarge(_) => {
                 (10004, "CF-InvalidRequest", StatusCode::PAYLOAD_TOO_LARGE)
@@ -141,14 +139,44 @@ mod tests {
     #[test]
     fn codes_match_cloud_foundry() {
         let cases = [
-            (ApiError::NotAuthenticated, 10002, "CF-NotAuthenticated", 401),
+            (
+                ApiError::NotAuthenticated,
+                10002,
+                "CF-NotAuthenticated",
+                401,
+            ),
             (ApiError::InvalidAuthToken, 1000, "CF-InvalidAuthToken", 401),
             (ApiError::NotAuthorized, 10003, "CF-NotAuthorized", 403),
-            (ApiError::not_found("App"), 10010, "CF-ResourceNotFound", 404),
-            (ApiError::MessageParse("x".into()), 1001, "CF-MessageParseError", 400),
-            (ApiError::BadQueryParameter("x".into()), 10005, "CF-BadQueryParameter", 400),
-            (ApiError::Unprocessable("x".into()), 10008, "CF-UnprocessableEntity", 422),
-            (ApiError::Uniqueness("x".into()), 10016, "CF-UniquenessError", 422),
+            (
+                ApiError::not_found("App"),
+                10010,
+                "CF-ResourceNotFound",
+                404,
+            ),
+            (
+                ApiError::MessageParse("x".into()),
+                1001,
+                "CF-MessageParseError",
+                400,
+            ),
+            (
+                ApiError::BadQueryParameter("x".into()),
+                10005,
+                "CF-BadQueryParameter",
+                400,
+            ),
+            (
+                ApiError::Unprocessable("x".into()),
+                10008,
+                "CF-UnprocessableEntity",
+                422,
+            ),
+            (
+                ApiError::Uniqueness("x".into()),
+                10016,
+                "CF-UniquenessError",
+                422,
+            ),
         ];
         for (err, code, title, status) in cases {
             let (c, t, s) = err.code_title_status();

@@ -43,7 +43,11 @@ pub(crate) fn router(api: Api) -> Router {
         .merge(crate::processes::routes())
         .merge(crate::routes::routes())
         .merge(crate::manifest::routes())
-        .route_layer(axum::middleware::from_fn_with_state(api.clone(), authenticate));
+        .merge(crate::empty::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            authenticate,
+        ));
     Router::new()
         .merge(crate::root::routes())
         .merge(protected)
@@ -168,13 +172,9 @@ impl ListParams {
         for (key, value) in pairs {
             match key.as_str() {
                 "page" => {
-                    params.page = value
-                        .parse()
-                        .ok()
-                        .filter(|p| *p >= 1)
-                        .ok_or_else(|| {
-                            ApiError::BadQueryParameter("Page must be greater than 0".into())
-                        })?;
+                    params.page = value.parse().ok().filter(|p| *p >= 1).ok_or_else(|| {
+                        ApiError::BadQueryParameter("Page must be greater than 0".into())
+                    })?;
                 }
                 "per_page" => {
                     params.per_page = value
@@ -232,6 +232,19 @@ impl ListParams {
         Ok(params)
     }
 
+    /// Parses paging only, accepting any filter (for endpoints whose lists
+    /// are always empty in Ingot so far).
+    pub(crate) fn parse_lenient(raw: Option<&str>) -> ApiResult<Self> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(raw.unwrap_or("")).unwrap_or_default();
+        let paging: Vec<(String, String)> = pairs
+            .into_iter()
+            .filter(|(k, _)| k == "page" || k == "per_page")
+            .collect();
+        let query = serde_urlencoded::to_string(&paging).unwrap_or_default();
+        ListParams::parse(Some(&query), &[], &[])
+    }
+
     /// The values of a filter, if it was given.
     pub(crate) fn filter(&self, name: &str) -> Option<Vec<String>> {
         self.filters.get(name).cloned()
@@ -248,7 +261,13 @@ impl ListParams {
     }
 
     /// The list envelope CF returns: `pagination` and `resources`.
-    pub(crate) fn envelope(&self, api: &Api, path: &str, total: u64, resources: Vec<Value>) -> Value {
+    pub(crate) fn envelope(
+        &self,
+        api: &Api,
+        path: &str,
+        total: u64,
+        resources: Vec<Value>,
+    ) -> Value {
         let pages = total.div_ceil(self.per_page).max(1);
         let next = if self.page < pages {
             self.href(api, path, self.page + 1)
@@ -282,41 +301,6 @@ impl ListParams {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_params_parse_filters_and_order() {
-        let p = ListParams::parse(
-            Some("names=a,b&order_by=-name&page=2&per_page=10"),
-            &["names"],
-            &["name"],
-        )
-        .expect("valid");
-        assert_eq!(p.page, 2);
-        assert_eq!(p.per_page, 10);
-        assert_eq!(p.order, Some(("name".to_string(), true)));
-        assert_eq!(p.filter("names"), Some(vec!["a".into(), "b".into()]));
-    }
-
-    #[test]
-    fn list_params_reject_bad_values() {
-        for q in ["per_page=5001", "per_page=0", "page=0", "order_by=size", "bogus=1"] {
-            let err = ListParams::parse(Some(q), &["names"], &["name"]).expect_err(q);
-            assert!(matches!(err, ApiError::BadQueryParameter(_)), "{q}: {err:?}");
-        }
-    }
-
-    #[test]
-    fn bodies_parse_or_fail_like_cf() {
-        let err = parse_json::<Value>(b"{nope").expect_err("bad json");
-        assert!(matches!(err, ApiError::MessageParse(_)));
-        let v: Value = parse_json(b"").expect("empty is {}");
-        assert_eq!(v, json!({}));
-    }
-}
-
 /// Serves a list endpoint over one table: `filters` maps each query
 /// parameter to the document field it filters, `orders` names the extra
 /// fields `order_by` accepts, `base` holds the endpoint's own constraints.
@@ -343,5 +327,137 @@ pub(crate) async fn list<T: crate::store::Doc>(
     let mut c = api.inner.pool.acquire().await?;
     let (docs, total) = crate::store::page::<T>(&mut c, &q, params.page, params.per_page).await?;
     let resources = docs.iter().map(render).collect();
-    Ok(ok(params.envelope(api, path, total, resources)))
+    let body = params.envelope(api, path, total, resources);
+    Ok(ok(with_included(api, &mut c, raw, body).await?))
+}
+
+/// The values of `include=` in a raw query.
+fn includes(raw: Option<&str>) -> Vec<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(raw.unwrap_or(""))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k == "include")
+        .flat_map(|(_, v)| v.split(',').map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+fn related_guids(items: &[Value], relation: &str) -> Vec<String> {
+    let mut guids: Vec<String> = items
+        .iter()
+        .filter_map(|r| r["relationships"][relation]["data"]["guid"].as_str())
+        .map(str::to_string)
+        .collect();
+    guids.sort();
+    guids.dedup();
+    guids
+}
+
+async fn fetch_rendered<T: crate::store::Doc>(
+    c: &mut sqlx::SqliteConnection,
+    guids: Vec<String>,
+    render: impl Fn(&T) -> Value,
+) -> ApiResult<Vec<Value>> {
+    let q = crate::store::Query::new().any_of("guid", guids);
+    let docs: Vec<T> = crate::store::find(c, &q).await?;
+    Ok(docs.iter().map(render).collect())
+}
+
+/// Adds CF's `included` block for `include=space`, `space.organization`,
+/// `organization`, `domain` and `app` to a list body.
+pub(crate) async fn with_included(
+    api: &Api,
+    c: &mut sqlx::SqliteConnection,
+    raw: Option<&str>,
+    mut body: Value,
+) -> ApiResult<Value> {
+    let wanted = includes(raw);
+    if wanted.is_empty() {
+        return Ok(body);
+    }
+    let base = api.inner.config.external_url.clone();
+    let resources = body["resources"].as_array().cloned().unwrap_or_default();
+    let mut included = serde_json::Map::new();
+    let mut org_guids = related_guids(&resources, "organization");
+    if wanted
+        .iter()
+        .any(|w| w == "space" || w == "space.organization")
+    {
+        let spaces =
+            fetch_rendered::<crate::model::Space>(c, related_guids(&resources, "space"), |s| {
+                s.json(&base)
+            })
+            .await?;
+        if wanted.iter().any(|w| w == "space.organization") {
+            org_guids = related_guids(&spaces, "organization");
+            let orgs = fetch_rendered::<crate::model::Org>(c, org_guids.clone(), |o| o.json(&base))
+                .await?;
+            included.insert("organizations".into(), Value::Array(orgs));
+        }
+        included.insert("spaces".into(), Value::Array(spaces));
+    }
+    if wanted.iter().any(|w| w == "organization") {
+        let orgs = fetch_rendered::<crate::model::Org>(c, org_guids, |o| o.json(&base)).await?;
+        included.insert("organizations".into(), Value::Array(orgs));
+    }
+    if wanted.iter().any(|w| w == "domain") {
+        let domains =
+            fetch_rendered::<crate::model::Domain>(c, related_guids(&resources, "domain"), |d| {
+                d.json(&base)
+            })
+            .await?;
+        included.insert("domains".into(), Value::Array(domains));
+    }
+    if wanted.iter().any(|w| w == "app") {
+        let apps = fetch_rendered::<crate::model::App>(c, related_guids(&resources, "app"), |a| {
+            a.json(&base)
+        })
+        .await?;
+        included.insert("apps".into(), Value::Array(apps));
+    }
+    body["included"] = Value::Object(included);
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_params_parse_filters_and_order() {
+        let p = ListParams::parse(
+            Some("names=a,b&order_by=-name&page=2&per_page=10"),
+            &["names"],
+            &["name"],
+        )
+        .expect("valid");
+        assert_eq!(p.page, 2);
+        assert_eq!(p.per_page, 10);
+        assert_eq!(p.order, Some(("name".to_string(), true)));
+        assert_eq!(p.filter("names"), Some(vec!["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn list_params_reject_bad_values() {
+        for q in [
+            "per_page=5001",
+            "per_page=0",
+            "page=0",
+            "order_by=size",
+            "bogus=1",
+        ] {
+            let err = ListParams::parse(Some(q), &["names"], &["name"]).expect_err(q);
+            assert!(
+                matches!(err, ApiError::BadQueryParameter(_)),
+                "{q}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_parse_or_fail_like_cf() {
+        let err = parse_json::<Value>(b"{nope").expect_err("bad json");
+        assert!(matches!(err, ApiError::MessageParse(_)));
+        let v: Value = parse_json(b"").expect("empty is {}");
+        assert_eq!(v, json!({}));
+    }
 }

@@ -12,6 +12,7 @@
 
 mod apps;
 mod builds;
+mod empty;
 pub mod error;
 mod http;
 mod manifest;
@@ -281,12 +282,12 @@ pub struct CrashReport {
 pub(crate) struct Inner {
     pub(crate) pool: sqlx::SqlitePool,
     pub(crate) blobs: Arc<dyn ingot_blobstore::Blobstore>,
-    #[allow(dead_code)] // kept for API log lines, not emitted yet
     pub(crate) logs: Arc<dyn ingot_logs::LogSink>,
     pub(crate) tokens: Arc<dyn TokenValidator>,
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) config: ApiConfig,
     pub(crate) metrics: http::Metrics,
+    pub(crate) upload_limit: std::sync::atomic::AtomicU64,
 }
 
 /// The Cloud Controller: cheap to clone, shared by every request.
@@ -316,6 +317,7 @@ impl Api {
                 runtime,
                 config,
                 metrics: http::Metrics::default(),
+                upload_limit: std::sync::atomic::AtomicU64::new(packages::MAX_UPLOAD_BYTES),
             }),
         })
     }
@@ -331,8 +333,9 @@ impl Api {
         orgs::bootstrap(self, admin_user_guid, admin_user_name).await
     }
 
-    /// After a platform restart: desires every started app's processes again
-    /// from the stored desired state.
+    /// After a platform restart: fails the uploads and stagings the previous
+    /// process left in progress, and desires every started app's processes
+    /// again from the stored desired state.
     pub async fn resume(&self) -> Result<(), ApiError> {
         apps::resume(self).await
     }
@@ -347,9 +350,34 @@ impl Api {
         http::router(self.clone())
     }
 
+    /// Sets the largest package or buildpack upload accepted (default 1 GiB).
+    pub fn set_upload_limit(&self, bytes: u64) {
+        self.inner
+            .upload_limit
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn upload_limit(&self) -> u64 {
+        self.inner
+            .upload_limit
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Registers the API's request counters.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.inner.metrics.register(registry);
+    }
+
+    /// Emits an `API` log line to the app's log stream, as CF's Cloud
+    /// Controller does for start, stop, scale and staging.
+    pub(crate) fn api_log(&self, app_guid: &str, line: &str) {
+        self.inner.logs.emit(ingot_logs::Envelope::log(
+            app_guid,
+            "0",
+            "API",
+            line.as_bytes().to_vec(),
+            ingot_logs::LogKind::Out,
+        ));
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

@@ -1,9 +1,12 @@
 //! `apply_manifest` and `manifest_diff`: the YAML manifest the CLI sends on
 //! every push.
 //!
-//! The whole manifest is applied in one transaction before the `202`: an
-//! error anywhere rolls everything back and is answered at once (nothing is
-//! applied), so the job the client polls is already `COMPLETE`.
+//! What CF validates up front (YAML, names, sizes, health checks,
+//! buildpacks, stacks) is answered at once with a 4xx. The rest is applied in
+//! one transaction before the `202`: an error there (a route on an unknown
+//! domain or in another space) rolls everything back and leaves the job
+//! `FAILED` with the error, so nothing of the manifest is applied and the job
+//! the client polls is already final.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -152,10 +155,7 @@ fn host_from_name(name: &str) -> String {
 }
 
 /// Splits `host.domain/path` against the known domains (longest match).
-async fn parse_route(
-    c: &mut SqliteConnection,
-    url: &str,
-) -> ApiResult<(String, Domain, String)> {
+async fn parse_route(c: &mut SqliteConnection, url: &str) -> ApiResult<(String, Domain, String)> {
     let unmatched = || {
         ApiError::Unprocessable(format!(
             "The route '{url}' did not match any existing domains."
@@ -183,7 +183,10 @@ async fn parse_route(
                 .map(str::to_string)
         };
         if let Some(h) = host {
-            if best.as_ref().is_none_or(|(_, b)| d.name.len() > b.name.len()) {
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| d.name.len() > b.name.len())
+            {
                 best = Some((h, d));
             }
         }
@@ -323,7 +326,9 @@ async fn apply_one(
                 &name,
                 &space.guid,
                 buildpacks.clone().unwrap_or_default(),
-                stack.clone().unwrap_or_else(|| crate::orgs::DEFAULT_STACK.into()),
+                stack
+                    .clone()
+                    .unwrap_or_else(|| crate::orgs::DEFAULT_STACK.into()),
                 m.env.clone().unwrap_or_default(),
                 metadata,
             )
@@ -334,12 +339,10 @@ async fn apply_one(
         app.metadata.merge(md);
         store::put(c, &app).await?;
     }
-    let mut web: Process = store::find_one(
-        c,
-        &Query::new().eq("app_guid", &app.guid).eq("type", "web"),
-    )
-    .await?
-    .ok_or_else(|| ApiError::Internal(format!("app {} has no web process", app.guid)))?;
+    let mut web: Process =
+        store::find_one(c, &Query::new().eq("app_guid", &app.guid).eq("type", "web"))
+            .await?
+            .ok_or_else(|| ApiError::Internal(format!("app {} has no web process", app.guid)))?;
     apply_process(
         &mut web,
         web_inst,
@@ -385,7 +388,8 @@ async fn apply_one(
         store::put(c, &process).await?;
     }
     // Routes.
-    let all_routes: Vec<Route> = store::find(c, &Query::new().eq("space_guid", &space.guid)).await?;
+    let all_routes: Vec<Route> =
+        store::find(c, &Query::new().eq("space_guid", &space.guid)).await?;
     let has_routes = all_routes
         .iter()
         .any(|r| r.destinations.iter().any(|d| d.app_guid == app.guid));
@@ -432,28 +436,98 @@ async fn apply_one(
     Ok(app.guid)
 }
 
+/// The checks CF makes before it accepts a manifest (answered with a 422 at
+/// once): sizes, instances, health check types, buildpacks and stacks.
+async fn validate(c: &mut SqliteConnection, m: &ManifestApp) -> ApiResult<()> {
+    instances(m.instances, "web")?;
+    size(m.memory.as_ref(), "Memory", "web")?;
+    size(m.disk_quota.as_ref(), "Disk quota", "web")?;
+    let mut probe = Process::new("", "web", None);
+    apply_health_check(
+        &mut probe,
+        m.health_check_type.as_deref(),
+        m.health_check_http_endpoint.as_deref(),
+        m.timeout,
+        m.health_check_invocation_timeout,
+    )?;
+    for mp in m.processes.iter().flatten() {
+        let kind = mp.kind.clone().unwrap_or_default();
+        instances(mp.instances, &kind)?;
+        size(mp.memory.as_ref(), "Memory", &kind)?;
+        size(mp.disk_quota.as_ref(), "Disk quota", &kind)?;
+        apply_health_check(
+            &mut probe,
+            mp.health_check_type.as_deref(),
+            mp.health_check_http_endpoint.as_deref(),
+            mp.timeout,
+            mp.health_check_invocation_timeout,
+        )?;
+    }
+    let buildpacks = match (&m.buildpacks, &m.buildpack) {
+        (Some(b), _) => b.clone(),
+        (None, Some(b)) if b != "default" && b != "null" => vec![b.clone()],
+        _ => Vec::new(),
+    };
+    validate_buildpacks(c, &buildpacks).await?;
+    if let Some(s) = &m.stack {
+        resolve_stack(c, Some(s), &mut Vec::new()).await?;
+    }
+    Ok(())
+}
+
 async fn apply(
     State(api): State<Api>,
     Extension(p): Extension<Principal>,
     Path(guid): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut tx = store::begin(&api.inner.pool).await?;
-    let space: Space = store::fetch(&mut tx, &guid).await?;
     let apps = parse_manifest(&body)?;
-    let mut warnings = Vec::new();
-    let mut touched = Vec::new();
-    for m in &apps {
-        touched.push(apply_one(&mut tx, &api, &p, &space, m, &mut warnings).await?);
+    {
+        let mut c = api.inner.pool.acquire().await?;
+        store::fetch::<Space>(&mut c, &guid).await?;
+        for m in &apps {
+            validate(&mut c, m).await?;
+        }
     }
     let mut job = Job::new(
         "app.apply_manifest",
         Some(("space".into(), format!("/v3/spaces/{guid}"))),
     );
-    job.state = "COMPLETE".into();
+    let mut tx = store::begin(&api.inner.pool).await?;
+    let space: Space = store::fetch(&mut tx, &guid).await?;
+    let mut warnings = Vec::new();
+    let mut touched = Vec::new();
+    let mut failure = None;
+    for m in &apps {
+        match apply_one(&mut tx, &api, &p, &space, m, &mut warnings).await {
+            Ok(app) => touched.push(app),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
     job.warnings = warnings;
-    store::insert(&mut tx, &job).await?;
-    tx.commit().await?;
+    match failure {
+        None => {
+            job.state = "COMPLETE".into();
+            store::insert(&mut tx, &job).await?;
+            tx.commit().await?;
+        }
+        Some(e) => {
+            // Nothing of the manifest is applied; the job says why.
+            tx.rollback().await?;
+            if matches!(e.code_title_status().2.as_u16(), 500..=599) {
+                return Err(e);
+            }
+            job.state = "FAILED".into();
+            job.errors = vec![e.to_json()];
+            let mut c = store::begin(&api.inner.pool).await?;
+            store::insert(&mut c, &job).await?;
+            c.commit().await?;
+            return Ok(accepted_job(&api, &job.guid));
+        }
+    }
     // Running apps pick up the new scale and routes at once; commands, env
     // and health checks wait for a restart, as in CF.
     for app in touched {
@@ -467,7 +541,11 @@ async fn apply(
     Ok(accepted_job(&api, &job.guid))
 }
 
-async fn diff(State(api): State<Api>, Path(guid): Path<String>, body: Bytes) -> ApiResult<Response> {
+async fn diff(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     {
         let mut c = api.inner.pool.acquire().await?;
         store::fetch::<Space>(&mut c, &guid).await?;
@@ -482,7 +560,13 @@ mod tests {
 
     #[test]
     fn sizes_parse_like_cf() {
-        for (text, mb) in [("256M", 256), ("1G", 1024), ("512MB", 512), ("2gb", 2048), ("128", 128)] {
+        for (text, mb) in [
+            ("256M", 256),
+            ("1G", 1024),
+            ("512MB", 512),
+            ("2gb", 2048),
+            ("128", 128),
+        ] {
             assert_eq!(parse_megabytes(&json!(text)), Some(mb), "{text}");
         }
         assert_eq!(parse_megabytes(&json!(64)), Some(64));

@@ -14,9 +14,7 @@ use crate::DesiredProcess;
 
 /// Now, as CF writes timestamps: `2026-11-25T11:31:22Z`.
 pub(crate) fn now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// A fresh resource guid (uuid v4).
@@ -369,7 +367,10 @@ impl Process {
     pub(crate) fn json(&self, base: &str, space_guid: &str, droplet: Option<&Droplet>) -> Value {
         let g = &self.guid;
         let endpoint = if self.health_check_type == "http" {
-            json!(self.health_check_endpoint.clone().unwrap_or_else(|| "/".to_string()))
+            json!(self
+                .health_check_endpoint
+                .clone()
+                .unwrap_or_else(|| "/".to_string()))
         } else {
             Value::Null
         };

@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::SqliteConnection;
 
 use crate::error::{ApiError, ApiResult};
@@ -23,19 +23,30 @@ pub(crate) const DEFAULT_STACK: &str = "ingot-default";
 /// CF stack names that mean the default stack.
 pub(crate) const STACK_ALIASES: &[&str] = &["cflinuxfs3", "cflinuxfs4"];
 /// The buildpacks built into the lifecycle, in detection order.
-pub(crate) const BUILTIN_BUILDPACKS: &[&str] =
-    &["staticfile_buildpack", "python_buildpack", "binary_buildpack"];
+pub(crate) const BUILTIN_BUILDPACKS: &[&str] = &[
+    "staticfile_buildpack",
+    "python_buildpack",
+    "binary_buildpack",
+];
 
 pub(crate) fn routes() -> Router<Api> {
     Router::new()
         .route("/v3/organizations", get(list_orgs).post(create_org))
         .route("/v3/organizations/{guid}", get(get_org))
         .route("/v3/organizations/{guid}/domains", get(org_domains))
-        .route("/v3/organizations/{guid}/domains/default", get(org_default_domain))
+        .route(
+            "/v3/organizations/{guid}/domains/default",
+            get(org_default_domain),
+        )
         .route("/v3/spaces", get(list_spaces).post(create_space))
         .route("/v3/spaces/{guid}", get(get_space))
+        .route("/v3/spaces/{guid}/features/{name}", get(space_feature))
         .route("/v3/domains", get(list_domains))
         .route("/v3/domains/{guid}", get(get_domain))
+        .route(
+            "/v3/domains/{guid}/route_reservations",
+            get(route_reservations),
+        )
         .route("/v3/stacks", get(list_stacks))
         .route("/v3/stacks/{guid}", get(get_stack))
         .route("/v3/jobs/{guid}", get(get_job))
@@ -332,7 +343,7 @@ async fn list_spaces(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult
         ("guids", "guid"),
         ("organization_guids", "org_guid"),
     ];
-    let response = list::<Space>(
+    list::<Space>(
         &api,
         q.as_deref(),
         "/v3/spaces",
@@ -341,33 +352,7 @@ async fn list_spaces(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult
         Query::new(),
         |s| s.json(&base),
     )
-    .await?;
-    let wants_orgs = serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
-        .unwrap_or_default()
-        .iter()
-        .any(|(k, v)| k == "include" && v.split(',').any(|i| i == "organization"));
-    if !wants_orgs {
-        return Ok(response);
-    }
-    // `include=organization`: add the spaces' organizations under `included`.
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut body: Value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let org_guids: Vec<String> = body["resources"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|s| s["relationships"]["organization"]["data"]["guid"].as_str())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut c = api.inner.pool.acquire().await?;
-    let orgs: Vec<Org> = store::find(&mut c, &Query::new().any_of("guid", org_guids)).await?;
-    body["included"] = json!({"organizations": orgs.iter().map(|o| o.json(&base)).collect::<Vec<_>>()});
-    Ok(ok(body))
+    .await
 }
 
 async fn get_space(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
@@ -415,6 +400,48 @@ async fn create_space(State(api): State<Api>, body: Bytes) -> ApiResult<Response
     store::insert(&mut tx, &space).await?;
     tx.commit().await?;
     Ok(created(space.json(&api.inner.config.external_url)))
+}
+
+async fn space_feature(
+    State(api): State<Api>,
+    Path((guid, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    store::fetch::<Space>(&mut c, &guid).await?;
+    if name != "ssh" {
+        return Err(ApiError::not_found("Feature"));
+    }
+    Ok(ok(serde_json::json!({
+        "name": "ssh",
+        "description": "Enable SSHing into apps in the space.",
+        "enabled": api.inner.config.ssh_endpoint.is_some(),
+    })))
+}
+
+#[derive(Deserialize)]
+struct Reservation {
+    host: Option<String>,
+    path: Option<String>,
+}
+
+/// Whether a route with this host and path exists on the domain.
+async fn route_reservations(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let r: Reservation = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadQueryParameter(e.to_string()))?;
+    let mut c = api.inner.pool.acquire().await?;
+    store::fetch::<Domain>(&mut c, &guid).await?;
+    let query = Query::new()
+        .eq("domain_guid", &guid)
+        .eq("host", r.host.as_deref().unwrap_or(""))
+        .eq("path", r.path.as_deref().unwrap_or(""));
+    let found = store::find_one::<crate::model::Route>(&mut c, &query)
+        .await?
+        .is_some();
+    Ok(ok(serde_json::json!({"matching_route": found})))
 }
 
 async fn list_domains(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {

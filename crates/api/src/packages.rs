@@ -33,6 +33,8 @@ use crate::Api;
 
 /// The largest package upload accepted.
 pub(crate) const MAX_UPLOAD_BYTES: u64 = 1 << 30;
+/// The most an upload may unpack to (a guard against zip bombs).
+const MAX_UNPACKED_BYTES: u64 = 4 << 30;
 /// The largest `resources` field accepted (5000 entries with long paths fit).
 const MAX_RESOURCES_BYTES: usize = 16 << 20;
 
@@ -195,12 +197,13 @@ impl ResourceEntry {
     }
 }
 
-/// Saves an uploaded file field, refusing more than [`MAX_UPLOAD_BYTES`].
+/// Saves an uploaded file field, refusing more than the API's upload limit.
 pub(crate) async fn save_upload(
+    api: &Api,
     field: &mut axum::extract::multipart::Field<'_>,
     dest: &FsPath,
 ) -> ApiResult<()> {
-    save_field(field, dest, MAX_UPLOAD_BYTES).await
+    save_field(field, dest, api.upload_limit()).await
 }
 
 /// Copies one multipart field to `dest`, refusing more than `limit` bytes.
@@ -221,8 +224,7 @@ async fn save_field(
         total += chunk.len() as u64;
         if total > limit {
             return Err(ApiError::PayloadTooLarge(format!(
-                "Package upload exceeds the limit of {} MiB.",
-                limit >> 20
+                "The upload is larger than the limit of {limit} bytes."
             )));
         }
         file.write_all(&chunk)
@@ -255,6 +257,7 @@ async fn upload(
         .map_err(|e| ApiError::Internal(format!("cannot create a temporary directory: {e}")))?;
     let mut bits: Option<PathBuf> = None;
     let mut resources: Vec<ResourceEntry> = Vec::new();
+    let mut resources_given = false;
     while let Some(mut field) = multipart
         .next_field()
         .await
@@ -263,7 +266,7 @@ async fn upload(
         match field.name() {
             Some("bits") => {
                 let dest = work.path().join("upload.zip");
-                save_field(&mut field, &dest, MAX_UPLOAD_BYTES).await?;
+                save_upload(&api, &mut field, &dest).await?;
                 bits = Some(dest);
             }
             Some("resources") => {
@@ -283,11 +286,21 @@ async fn upload(
                 resources = serde_json::from_slice(&text).map_err(|_| {
                     ApiError::Unprocessable("Resources must be a list of resources".into())
                 })?;
+                resources_given = true;
             }
             _ => {}
         }
     }
-    if bits.is_none() && resources.is_empty() {
+    // An empty `bits` part means "nothing beyond the matched resources".
+    if let Some(path) = &bits {
+        if std::fs::metadata(path)
+            .map(|m| m.len() == 0)
+            .unwrap_or(false)
+        {
+            bits = None;
+        }
+    }
+    if bits.is_none() && !resources_given {
         return Err(ApiError::InvalidRequest(
             "Upload must include either resources or bits".into(),
         ));
@@ -379,11 +392,13 @@ async fn process_upload(
             .path
             .clone()
             .ok_or_else(|| "a resource has no path".to_string())?;
-        let rel_path = safe_relative(&rel).map_err(|why| format!("Invalid resource '{rel}': {why}"))?;
+        let rel_path =
+            safe_relative(&rel).map_err(|why| format!("Invalid resource '{rel}': {why}"))?;
         let sha1 = entry
             .sha1()
             .ok_or_else(|| format!("resource '{rel}' has no checksum"))?;
-        let key = ingot_blobstore::resource_key(sha1).map_err(|e| format!("resource '{rel}': {e}"))?;
+        let key =
+            ingot_blobstore::resource_key(sha1).map_err(|e| format!("resource '{rel}': {e}"))?;
         let dest = root.join(&rel_path);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("resource '{rel}': {e}"))?;
@@ -454,16 +469,17 @@ fn set_mode(path: &FsPath, mode: u32) -> std::io::Result<()> {
 
 fn unpack(zip_path: &FsPath, root: &FsPath) -> Result<Unpacked, String> {
     let file = std::fs::File::open(zip_path).map_err(|e| format!("cannot read the upload: {e}"))?;
-    let mut archive =
-        zip::ZipArchive::new(file).map_err(|e| format!("Invalid zip: {e}"))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| format!("Invalid zip: {e}"))?;
     let mut files = Vec::new();
     let mut links = Vec::new();
+    let mut unpacked: u64 = 0;
     for i in 0..archive.len() {
         let mut entry = archive
             .by_index(i)
             .map_err(|e| format!("Invalid zip: {e}"))?;
         let name = entry.name().to_string();
-        let rel = safe_relative(&name).map_err(|why| format!("Invalid zip entry '{name}': {why}"))?;
+        let rel =
+            safe_relative(&name).map_err(|why| format!("Invalid zip entry '{name}': {why}"))?;
         let dest = root.join(&rel);
         let mode = entry.unix_mode();
         let is_link = mode.is_some_and(|m| m & 0o170000 == 0o120000);
@@ -482,8 +498,8 @@ fn unpack(zip_path: &FsPath, root: &FsPath) -> Result<Unpacked, String> {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| format!("cannot unpack '{name}': {e}"))?;
             }
-            let mut out = std::fs::File::create(&dest)
-                .map_err(|e| format!("cannot unpack '{name}': {e}"))?;
+            let mut out =
+                std::fs::File::create(&dest).map_err(|e| format!("cannot unpack '{name}': {e}"))?;
             let mut hasher = sha1::Sha1::new();
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -492,6 +508,13 @@ fn unpack(zip_path: &FsPath, root: &FsPath) -> Result<Unpacked, String> {
                     .map_err(|e| format!("Invalid zip: entry '{name}' is corrupt: {e}"))?;
                 if n == 0 {
                     break;
+                }
+                unpacked += n as u64;
+                if unpacked > MAX_UNPACKED_BYTES {
+                    return Err(format!(
+                        "Invalid zip: it unpacks to more than {} GiB",
+                        MAX_UNPACKED_BYTES >> 30
+                    ));
                 }
                 hasher.update(&buf[..n]);
                 out.write_all(&buf[..n])

@@ -21,7 +21,10 @@ use crate::{Api, CrashReport, Principal};
 pub(crate) fn routes() -> Router<Api> {
     Router::new()
         .route("/v3/processes", get(list_processes))
-        .route("/v3/processes/{guid}", get(get_process).patch(patch_process))
+        .route(
+            "/v3/processes/{guid}",
+            get(get_process).patch(patch_process),
+        )
         .route("/v3/processes/{guid}/actions/scale", post(scale_process))
         .route("/v3/processes/{guid}/stats", get(process_stats))
         .route("/v3/processes/{guid}/sidecars", get(process_sidecars))
@@ -34,7 +37,10 @@ pub(crate) fn routes() -> Router<Api> {
             "/v3/apps/{guid}/processes/{kind}/actions/scale",
             post(scale_app_process),
         )
-        .route("/v3/apps/{guid}/processes/{kind}/stats", get(app_process_stats))
+        .route(
+            "/v3/apps/{guid}/processes/{kind}/stats",
+            get(app_process_stats),
+        )
 }
 
 async fn render(api: &Api, c: &mut SqliteConnection, p: &Process) -> ApiResult<Value> {
@@ -43,7 +49,11 @@ async fn render(api: &Api, c: &mut SqliteConnection, p: &Process) -> ApiResult<V
         Some(d) => store::get::<Droplet>(c, d).await?,
         None => None,
     };
-    Ok(p.json(&api.inner.config.external_url, &app.space_guid, droplet.as_ref()))
+    Ok(p.json(
+        &api.inner.config.external_url,
+        &app.space_guid,
+        droplet.as_ref(),
+    ))
 }
 
 async fn by_type(c: &mut SqliteConnection, app_guid: &str, kind: &str) -> ApiResult<Process> {
@@ -56,14 +66,19 @@ async fn by_type(c: &mut SqliteConnection, app_guid: &str, kind: &str) -> ApiRes
 async fn list_with(api: &Api, raw: Option<&str>, path: &str, base: Query) -> ApiResult<Response> {
     let params = ListParams::parse(raw, &["types", "guids", "app_guids", "space_guids"], &[])?;
     let mut q = base;
-    for (param, field) in [("types", "type"), ("guids", "guid"), ("app_guids", "app_guid")] {
+    for (param, field) in [
+        ("types", "type"),
+        ("guids", "guid"),
+        ("app_guids", "app_guid"),
+    ] {
         if let Some(v) = params.filter(param) {
             q = q.any_of(field, v);
         }
     }
     let mut c = api.inner.pool.acquire().await?;
     if let Some(spaces) = params.filter("space_guids") {
-        let apps: Vec<App> = store::find(&mut c, &Query::new().any_of("space_guid", spaces)).await?;
+        let apps: Vec<App> =
+            store::find(&mut c, &Query::new().any_of("space_guid", spaces)).await?;
         q = q.any_of("app_guid", apps.into_iter().map(|a| a.guid).collect());
     }
     if let Some((f, d)) = &params.order {
@@ -91,7 +106,13 @@ async fn list_app_processes(
         store::fetch::<App>(&mut c, &guid).await?;
     }
     let path = format!("/v3/apps/{guid}/processes");
-    list_with(&api, q.as_deref(), &path, Query::new().eq("app_guid", &guid)).await
+    list_with(
+        &api,
+        q.as_deref(),
+        &path,
+        Query::new().eq("app_guid", &guid),
+    )
+    .await
 }
 
 async fn get_process(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
@@ -202,7 +223,14 @@ async fn patch(api: &Api, p: &Principal, guid: &str, body: &[u8]) -> ApiResult<R
     process.updated_at = now();
     store::put(&mut tx, &process).await?;
     let app: App = store::fetch(&mut tx, &process.app_guid).await?;
-    audit_app(&mut tx, "audit.app.process.update", p, &app, json!({"process_guid": process.guid})).await?;
+    audit_app(
+        &mut tx,
+        "audit.app.process.update",
+        p,
+        &app,
+        json!({"process_guid": process.guid}),
+    )
+    .await?;
     let body = render(api, &mut tx, &process).await?;
     tx.commit().await?;
     Ok(ok(body))
@@ -273,6 +301,13 @@ async fn scale(api: &Api, p: &Principal, guid: &str, body: &[u8]) -> ApiResult<R
     .await?;
     let body = render(api, &mut tx, &process).await?;
     tx.commit().await?;
+    api.api_log(
+        &process.app_guid,
+        &format!(
+            "Scaling process {} of app with guid {}: {} instances, {} MB memory, {} MB disk",
+            process.kind, process.app_guid, process.instances, process.memory_mb, process.disk_mb
+        ),
+    );
     let scaled = process.guid.clone();
     redesire(api, &process.app_guid, |dp, pr| {
         if pr.guid == scaled {

@@ -31,7 +31,9 @@ fn href(url: &str) -> Value {
 async fn root(State(api): State<Api>) -> axum::response::Response {
     let c = &api.inner.config;
     let app_ssh = match &c.ssh_endpoint {
-        Some(endpoint) => json!({"href": endpoint, "meta": {"host_key_fingerprint": null, "oauth_client": "ssh-proxy"}}),
+        Some(endpoint) => {
+            json!({"href": endpoint, "meta": {"host_key_fingerprint": null, "oauth_client": "ssh-proxy"}})
+        }
         None => Value::Null,
     };
     ok(json!({"links": {

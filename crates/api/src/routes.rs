@@ -109,7 +109,12 @@ pub(crate) async fn find_or_create(
 }
 
 /// Adds a destination for the app's process unless it is there already.
-pub(crate) fn add_destination(route: &mut Route, app_guid: &str, process_type: &str, port: Option<u16>) {
+pub(crate) fn add_destination(
+    route: &mut Route,
+    app_guid: &str,
+    process_type: &str,
+    port: Option<u16>,
+) {
     let port = port.unwrap_or(8080);
     if route
         .destinations
@@ -164,11 +169,13 @@ async fn create_route(State(api): State<Api>, body: Bytes) -> ApiResult<Response
             "Invalid space. Ensure that the space exists and you have access to it.".into(),
         ));
     }
-    let domain = store::get::<Domain>(&mut tx, &domain_guid).await?.ok_or_else(|| {
-        ApiError::Unprocessable(
-            "Invalid domain. Ensure that the domain exists and you have access to it.".into(),
-        )
-    })?;
+    let domain = store::get::<Domain>(&mut tx, &domain_guid)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unprocessable(
+                "Invalid domain. Ensure that the domain exists and you have access to it.".into(),
+            )
+        })?;
     if host.is_empty() {
         return Err(ApiError::Unprocessable(
             "Missing host. Routes in shared domains must have a host defined.".into(),
@@ -180,7 +187,10 @@ async fn create_route(State(api): State<Api>, body: Bytes) -> ApiResult<Response
         .eq("path", &path);
     if store::find_one::<Route>(&mut tx, &q).await?.is_some() {
         let shown = if path.is_empty() {
-            format!("Route already exists with host '{host}' for domain '{}'.", domain.name)
+            format!(
+                "Route already exists with host '{host}' for domain '{}'.",
+                domain.name
+            )
         } else {
             format!(
                 "Route already exists with host '{host}' and path '{path}' for domain '{}'.",
@@ -227,7 +237,8 @@ async fn list_routes(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult
     }
     let mut c = api.inner.pool.acquire().await?;
     if let Some(orgs) = params.filter("organization_guids") {
-        let spaces: Vec<Space> = store::find(&mut c, &Query::new().any_of("org_guid", orgs)).await?;
+        let spaces: Vec<Space> =
+            store::find(&mut c, &Query::new().any_of("org_guid", orgs)).await?;
         query = query.any_of("space_guid", spaces.into_iter().map(|s| s.guid).collect());
     }
     if let Some((f, d)) = &params.order {
@@ -242,7 +253,14 @@ async fn list_routes(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult
     for r in params.slice(&routes) {
         resources.push(render(&api, &mut c, &r).await?);
     }
-    Ok(ok(params.envelope(&api, "/v3/routes", total, resources)))
+    let body = params.envelope(&api, "/v3/routes", total, resources);
+    Ok(ok(crate::http::with_included(
+        &api,
+        &mut c,
+        q.as_deref(),
+        body,
+    )
+    .await?))
 }
 
 async fn app_routes(
@@ -254,7 +272,11 @@ async fn app_routes(
     let mut c = api.inner.pool.acquire().await?;
     let app: App = store::fetch(&mut c, &guid).await?;
     let mut query = Query::new().eq("space_guid", &app.space_guid);
-    for (param, field) in [("hosts", "host"), ("paths", "path"), ("domain_guids", "domain_guid")] {
+    for (param, field) in [
+        ("hosts", "host"),
+        ("paths", "path"),
+        ("domain_guids", "domain_guid"),
+    ] {
         if let Some(v) = params.filter(param) {
             query = query.any_of(field, v);
         }
@@ -269,12 +291,14 @@ async fn app_routes(
     for r in params.slice(&routes) {
         resources.push(render(&api, &mut c, &r).await?);
     }
-    Ok(ok(params.envelope(
+    let body = params.envelope(&api, &format!("/v3/apps/{guid}/routes"), total, resources);
+    Ok(ok(crate::http::with_included(
         &api,
-        &format!("/v3/apps/{guid}/routes"),
-        total,
-        resources,
-    )))
+        &mut c,
+        q.as_deref(),
+        body,
+    )
+    .await?))
 }
 
 async fn get_route(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
@@ -284,7 +308,11 @@ async fn get_route(State(api): State<Api>, Path(guid): Path<String>) -> ApiResul
 }
 
 fn apps_of(route: &Route) -> BTreeSet<String> {
-    route.destinations.iter().map(|d| d.app_guid.clone()).collect()
+    route
+        .destinations
+        .iter()
+        .map(|d| d.app_guid.clone())
+        .collect()
 }
 
 async fn redesire_all(api: &Api, apps: BTreeSet<String>) -> ApiResult<()> {
@@ -316,10 +344,7 @@ fn destinations_json(api: &Api, route: &Route) -> Value {
     })
 }
 
-async fn get_destinations(
-    State(api): State<Api>,
-    Path(guid): Path<String>,
-) -> ApiResult<Response> {
+async fn get_destinations(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
     let mut c = api.inner.pool.acquire().await?;
     let r: Route = store::fetch(&mut c, &guid).await?;
     Ok(ok(destinations_json(&api, &r)))

@@ -109,11 +109,14 @@ pub(crate) async fn fetch<T: Doc>(c: &mut SqliteConnection, guid: &str) -> ApiRe
 /// Stores a new document; a unique index refusing it (a race the caller's
 /// own check lost) is CF's uniqueness error.
 pub(crate) async fn insert<T: Doc>(c: &mut SqliteConnection, doc: &T) -> ApiResult<()> {
-    let result = sqlx::query(&format!("INSERT INTO {} (guid, doc) VALUES (?, ?)", T::TABLE))
-        .bind(doc.guid())
-        .bind(encode(doc)?)
-        .execute(&mut *c)
-        .await;
+    let result = sqlx::query(&format!(
+        "INSERT INTO {} (guid, doc) VALUES (?, ?)",
+        T::TABLE
+    ))
+    .bind(doc.guid())
+    .bind(encode(doc)?)
+    .execute(&mut *c)
+    .await;
     match result {
         Ok(_) => Ok(()),
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(ApiError::Uniqueness(

@@ -13,7 +13,10 @@ async fn root_links_need_no_token() {
     let (status, root) = h.call_as(None, "GET", "/", None).await;
     assert_eq!(status, StatusCode::OK);
     let links = &root["links"];
-    assert_eq!(links["cloud_controller_v3"]["href"], format!("{EXTERNAL}/v3"));
+    assert_eq!(
+        links["cloud_controller_v3"]["href"],
+        format!("{EXTERNAL}/v3")
+    );
     assert!(links["cloud_controller_v3"]["meta"]["version"]
         .as_str()
         .expect("version")
@@ -53,10 +56,17 @@ async fn tokens_are_required_and_checked() {
         assert_eq!(body["errors"][0]["title"], "CF-InvalidAuthToken");
     }
     // A valid token without admin may read but not write.
-    let (status, _) = h.call_as(Some(USER), "GET", "/v3/organizations", None).await;
+    let (status, _) = h
+        .call_as(Some(USER), "GET", "/v3/organizations", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = h
-        .call_as(Some(USER), "POST", "/v3/organizations", Some(json!({"name":"x"})))
+        .call_as(
+            Some(USER),
+            "POST",
+            "/v3/organizations",
+            Some(json!({"name":"x"})),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["errors"][0]["code"], 10003);
@@ -73,7 +83,13 @@ async fn errors_use_the_cf_envelope() {
         json!({"errors":[{"code":10010,"title":"CF-ResourceNotFound","detail":"App not found"}]})
     );
     let (status, _, bytes) = h
-        .raw("POST", "/v3/apps", Some(ADMIN), "application/json", b"{not json".to_vec())
+        .raw(
+            "POST",
+            "/v3/apps",
+            Some(ADMIN),
+            "application/json",
+            b"{not json".to_vec(),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let body: Value = serde_json::from_slice(&bytes).expect("json");
@@ -84,17 +100,24 @@ async fn errors_use_the_cf_envelope() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["errors"][0]["title"], "CF-NotFound");
 
-    let (status, body) = h.call("POST", "/v3/organizations", Some(json!({"name": "main"}))).await;
+    let (status, body) = h
+        .call("POST", "/v3/organizations", Some(json!({"name": "main"})))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["errors"][0]["code"], 10016);
-    assert_eq!(body["errors"][0]["detail"], "Organization 'main' already exists.");
+    assert_eq!(
+        body["errors"][0]["detail"],
+        "Organization 'main' already exists."
+    );
 }
 
 #[tokio::test]
 async fn lists_page_filter_and_order() {
     let h = Harness::new().await;
     for name in ["bravo", "alpha", "charlie"] {
-        let (status, org) = h.call("POST", "/v3/organizations", Some(json!({"name": name}))).await;
+        let (status, org) = h
+            .call("POST", "/v3/organizations", Some(json!({"name": name})))
+            .await;
         assert_eq!(status, StatusCode::CREATED);
         assert_eq!(org["name"], name);
         assert!(org["links"]["self"]["href"]
@@ -114,7 +137,10 @@ async fn lists_page_filter_and_order() {
     assert_eq!(names, ["alpha", "bravo"]);
     assert_eq!(page1["pagination"]["previous"], Value::Null);
     let next = page1["pagination"]["next"]["href"].as_str().expect("next");
-    assert!(next.starts_with(&format!("{EXTERNAL}/v3/organizations?page=2&per_page=2")), "{next}");
+    assert!(
+        next.starts_with(&format!("{EXTERNAL}/v3/organizations?page=2&per_page=2")),
+        "{next}"
+    );
     let page2 = h.get(next.strip_prefix(EXTERNAL).expect("absolute")).await;
     let names: Vec<&str> = page2["resources"]
         .as_array()
@@ -132,7 +158,9 @@ async fn lists_page_filter_and_order() {
     assert_eq!(some["pagination"]["total_results"], 2);
 
     for bad in ["per_page=5001", "page=0", "order_by=color", "colour=blue"] {
-        let (status, body) = h.call("GET", &format!("/v3/organizations?{bad}"), None).await;
+        let (status, body) = h
+            .call("GET", &format!("/v3/organizations?{bad}"), None)
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(body["errors"][0]["code"], 10005, "{bad}");
     }
@@ -141,7 +169,9 @@ async fn lists_page_filter_and_order() {
     let main = h.get("/v3/organizations?names=main").await;
     let org = main["resources"][0]["guid"].as_str().expect("guid");
     let spaces = h
-        .get(&format!("/v3/spaces?organization_guids={org}&include=organization"))
+        .get(&format!(
+            "/v3/spaces?organization_guids={org}&include=organization"
+        ))
         .await;
     assert_eq!(spaces["resources"][0]["name"], "dev");
     assert_eq!(spaces["included"]["organizations"][0]["guid"], org);
@@ -165,6 +195,47 @@ async fn bootstrap_is_idempotent_and_complete() {
         .iter()
         .map(|b| b["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["staticfile_buildpack", "python_buildpack", "binary_buildpack"]);
+    assert_eq!(
+        names,
+        [
+            "staticfile_buildpack",
+            "python_buildpack",
+            "binary_buildpack"
+        ]
+    );
     assert_eq!(bps["resources"][1]["position"], 2);
+}
+
+#[tokio::test]
+async fn metrics_count_requests() {
+    let h = Harness::new().await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    h.api.register_metrics(&mut registry);
+    h.call("GET", "/v3/organizations", None).await;
+    h.call_as(None, "GET", "/v3/organizations", None).await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.contains("ingot_api_requests_total{method=\"GET\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ingot_api_requests_total{method=\"GET\",status=\"401\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn resources_ingot_lacks_list_empty() {
+    let h = Harness::new().await;
+    for path in [
+        "/v3/service_instances?space_guids=x&names=y",
+        "/v3/service_credential_bindings?app_guids=x",
+        "/v3/deployments?app_guids=x&status_values=ACTIVE",
+        "/v3/apps/any/sidecars",
+    ] {
+        let body = h.get(path).await;
+        assert_eq!(body["pagination"]["total_results"], 0, "{path}");
+        assert_eq!(body["resources"], json!([]), "{path}");
+    }
 }

@@ -217,11 +217,20 @@ mod tests {
     async fn round_trip_and_delete() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalBlobstore::open(dir.path()).expect("open");
-        store.put_bytes("packages/a.zip", b"zip").await.expect("put");
+        store
+            .put_bytes("packages/a.zip", b"zip")
+            .await
+            .expect("put");
         assert!(store.exists("packages/a.zip").await.expect("exists"));
-        assert_eq!(store.get_bytes("packages/a.zip").await.expect("get"), b"zip");
+        assert_eq!(
+            store.get_bytes("packages/a.zip").await.expect("get"),
+            b"zip"
+        );
         let out = dir.path().join("out");
-        store.get_to_file("packages/a.zip", &out).await.expect("get file");
+        store
+            .get_to_file("packages/a.zip", &out)
+            .await
+            .expect("get file");
         assert_eq!(std::fs::read(&out).expect("read"), b"zip");
         store.delete("packages/a.zip").await.expect("delete");
         store.delete("packages/a.zip").await.expect("delete twice");
@@ -238,7 +247,10 @@ mod tests {
         let store = LocalBlobstore::open(dir.path().join("blobs")).expect("open");
         for key in ["../x", "/etc/passwd", "a/../../x", "", "a//b"] {
             assert!(
-                matches!(store.put_bytes(key, b"x").await, Err(BlobError::InvalidKey(_))),
+                matches!(
+                    store.put_bytes(key, b"x").await,
+                    Err(BlobError::InvalidKey(_))
+                ),
                 "{key}"
             );
         }

@@ -38,6 +38,10 @@ pub struct Config {
     /// The targeted space.
     #[serde(default)]
     pub space: Option<Target>,
+    /// Where the platform's router listens (e.g. `http://127.0.0.1:8080`),
+    /// when known: routes are then shown as URLs through it.
+    #[serde(default)]
+    pub router_url: Option<String>,
 }
 
 /// Where the configuration lives: `$INGOT_CLI_HOME/config.json`, or else
@@ -102,6 +106,55 @@ impl Config {
         Ok(())
     }
 
+    /// A route (`host.domain/path`) as the URL a browser opens: with the
+    /// router's scheme and port when the router is known, else as it is.
+    pub fn route_link(&self, route: &str) -> String {
+        let Some(router) = self.router_url.as_deref() else {
+            return route.to_string();
+        };
+        let Ok(url) = reqwest::Url::parse(router) else {
+            return route.to_string();
+        };
+        let (host, path) = match route.find('/') {
+            Some(i) => (&route[..i], &route[i..]),
+            None => (route, ""),
+        };
+        match url.port() {
+            Some(port) => format!("{}://{host}:{port}{path}", url.scheme()),
+            None => format!("{}://{host}{path}", url.scheme()),
+        }
+    }
+
+    /// Logs in and targets the first org and its first space (by name), as
+    /// `ingot up` does for the local CLI; nothing is saved.
+    pub async fn login_first_target(
+        api_url: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Config> {
+        let client = Client::connect(api_url).await?;
+        client.login(username, password).await?;
+        let mut config = Config {
+            endpoints: Some(client.endpoints().clone()),
+            user: Some(username.to_string()),
+            ..Config::default()
+        };
+        if let Some(org) = client.organizations(None).await?.into_iter().next() {
+            let space = client.spaces(&org.guid, None).await?.into_iter().next();
+            config.org = Some(Target {
+                guid: org.guid,
+                name: org.name,
+            });
+            config.space = space.map(|s| Target {
+                guid: s.guid,
+                name: s.name,
+            });
+        }
+        // Read last: a refresh during the listing replaces them.
+        config.tokens = client.tokens();
+        Ok(config)
+    }
+
     /// A client for the saved login, if there is one.
     pub fn client(&self) -> Option<Client> {
         let endpoints = self.endpoints.clone()?;
@@ -141,6 +194,7 @@ mod tests {
                 guid: "s1".into(),
                 name: "dev".into(),
             }),
+            router_url: Some("http://0.0.0.0:8080".into()),
         };
         cfg.save(&path).expect("save");
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
@@ -151,6 +205,26 @@ mod tests {
         less.space = None;
         less.save(&path).expect("save");
         assert_eq!(Config::load(&path).expect("load"), less);
+    }
+
+    #[test]
+    fn routes_become_urls_through_the_router() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.route_link("web.apps.localhost"), "web.apps.localhost");
+        cfg.router_url = Some("http://0.0.0.0:8080".into());
+        assert_eq!(
+            cfg.route_link("web.apps.localhost"),
+            "http://web.apps.localhost:8080"
+        );
+        assert_eq!(
+            cfg.route_link("web.apps.localhost/api"),
+            "http://web.apps.localhost:8080/api"
+        );
+        cfg.router_url = Some("https://10.0.0.1".into());
+        assert_eq!(
+            cfg.route_link("web.apps.localhost"),
+            "https://web.apps.localhost"
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub enum ClientError {
         description: Option<String>,
     },
     /// The request did not get an HTTP answer at all.
-    #[error("cannot reach {url}: {source}")]
+    #[error("cannot reach {url}: {}", root_cause(.source))]
     Transport {
         /// URL that could not be reached.
         url: String,
@@ -133,6 +133,19 @@ fn describe_items(items: &[ApiErrorItem]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The innermost cause: reqwest's own message repeats the URL and hides
+/// the reason (e.g. "Connection refused") in its source chain.
+fn root_cause(err: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if err.is_timeout() {
+        return format!("timed out ({cause})");
+    }
+    cause.to_string()
 }
 
 fn describe_oauth(description: &Option<String>) -> String {

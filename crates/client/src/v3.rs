@@ -313,11 +313,10 @@ impl Client {
             .await
     }
 
-    /// Scales a process; `None` leaves that dimension as it is.
+    /// Scales a process (by its guid); `None` leaves that dimension as it is.
     pub async fn scale(
         &self,
-        app_guid: &str,
-        kind: &str,
+        process_guid: &str,
         instances: Option<u32>,
         memory_in_mb: Option<u64>,
         disk_in_mb: Option<u64>,
@@ -334,7 +333,7 @@ impl Client {
         }
         self.send_json(
             Method::POST,
-            &format!("/v3/apps/{app_guid}/processes/{kind}/actions/scale"),
+            &format!("/v3/processes/{process_guid}/actions/scale"),
             &serde_json::Value::Object(body),
         )
         .await

@@ -140,6 +140,25 @@ async fn orgs(
     }
 }
 
+async fn spaces(
+    State(s): State<S>,
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    let org = q.get("organization_guids").cloned().unwrap_or_default();
+    Json(json!({
+        "pagination": {"total_results": 2, "total_pages": 1, "next": null},
+        "resources": [
+            {"guid": format!("{org}-s1"), "name": "dev", "relationships": {"organization": {"data": {"guid": org}}}},
+            {"guid": format!("{org}-s2"), "name": "prod", "relationships": {"organization": {"data": {"guid": org}}}}
+        ]
+    }))
+    .into_response()
+}
+
 async fn app(State(s): State<S>, headers: HeaderMap, Path(guid): Path<String>) -> Response {
     if let Some(r) = unauthorized(&s, &headers) {
         return r;
@@ -300,6 +319,7 @@ async fn start() -> Server {
         .route("/", get(root))
         .route("/uaa/oauth/token", post(token))
         .route("/v3/organizations", get(orgs))
+        .route("/v3/spaces", get(spaces))
         .route("/v3/apps/{guid}", get(app))
         .route(
             "/v3/spaces/{guid}/actions/apply_manifest",
@@ -564,4 +584,41 @@ async fn raw_requests_return_error_bodies_like_cf_curl() {
         .expect("request");
     assert_eq!(status, 200);
     assert!(body.contains("\"web\""));
+}
+
+#[tokio::test]
+async fn login_first_target_picks_the_first_org_and_space() {
+    let server = start().await;
+    let config = ingot_client::config::Config::login_first_target(&server.base, "admin", "secret")
+        .await
+        .expect("login");
+    let org = config.org.expect("org targeted");
+    assert_eq!((org.guid.as_str(), org.name.as_str()), ("o1", "alpha"));
+    let space = config.space.expect("space targeted");
+    assert_eq!((space.guid.as_str(), space.name.as_str()), ("o1-s1", "dev"));
+    assert_eq!(config.user.as_deref(), Some("admin"));
+    assert!(config.tokens.is_some());
+    assert_eq!(config.endpoints.expect("endpoints").api, server.base);
+
+    let err = ingot_client::config::Config::login_first_target(&server.base, "admin", "nope")
+        .await
+        .expect_err("bad password");
+    assert!(err.to_string().contains("Bad credentials"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_platform_names_the_url_and_the_reason() {
+    // A port that was free a moment ago: nothing listens there now.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let err = Client::connect(&format!("http://{addr}"))
+        .await
+        .expect_err("nothing listens");
+    let text = err.to_string();
+    assert!(text.contains(&addr.to_string()), "{text}");
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+    assert!(matches!(err, ClientError::Transport { .. }));
 }

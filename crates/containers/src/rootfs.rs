@@ -213,6 +213,14 @@ mod tests {
         fs::write(lower.join("a"), "stack").expect("write");
         fs::write(layer.join("a"), "layer").expect("write");
         let dirs = ContainerDirs::new(dir.path(), "c1");
+        // Unmounts even when an assertion fails, before the tempdir is removed.
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = unmount_all_below(&self.0);
+            }
+        }
+        let _unmount = Unmount(dirs.root.clone());
         mount_rootfs(&dirs, &[layer], &lower).expect("mount");
         assert_eq!(
             fs::read_to_string(dirs.rootfs().join("a")).expect("read"),

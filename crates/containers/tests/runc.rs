@@ -840,6 +840,74 @@ async fn limits_reach_the_cgroup_and_stop_fork_bombs() -> TestResult {
     Ok(())
 }
 
+async fn parallel_creates_get_distinct_addresses_and_talk() -> TestResult {
+    let env = Env::new(12).await;
+    // A server container, then clients started concurrently that each fetch from it.
+    let mut server_spec = env.spec("server", "");
+    server_spec.process.args = vec![
+        "python3".into(),
+        "-c".into(),
+        "import socket\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('0.0.0.0', 8080)); s.listen(16); print('listening', flush=True)\n\
+         while True:\n    c, _ = s.accept(); c.sendall(b'pong\\n'); c.close()\n"
+            .into(),
+    ];
+    let mut server = env
+        .manager()
+        .create(server_spec)
+        .await
+        .map_err(|e| e.to_string())?;
+    let server_ip = server.ip.ok_or("server has no address")?;
+    let mut first = [0u8; 10];
+    server
+        .stdout
+        .read_exact(&mut first)
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure!(&first == b"listening\n", "server said {first:?}");
+    let mut tasks = Vec::new();
+    for n in 0..4 {
+        let manager = Arc::clone(env.manager());
+        let mut spec = env.spec(&format!("client{n}"), "");
+        spec.process.args = vec![
+            "bash".into(),
+            "-c".into(),
+            format!("exec 3<>/dev/tcp/{server_ip}/8080; cat <&3"),
+        ];
+        tasks.push(tokio::spawn(async move {
+            let mut c = manager.create(spec).await.map_err(|e| e.to_string())?;
+            let ip = c.ip;
+            let (out, err) = read_all(&mut c).await;
+            let status = exit_of(c).await;
+            Ok::<_, String>((ip, out, err, status))
+        }));
+    }
+    let mut addresses = BTreeSet::from([server_ip]);
+    for task in tasks {
+        let (ip, out, err, status) = task.await.map_err(|e| e.to_string())??;
+        ensure!(out == "pong\n", "client got {out:?} {err:?} {status:?}");
+        addresses.insert(ip.ok_or("client without address")?);
+    }
+    ensure!(addresses.len() == 5, "addresses {addresses:?}");
+    // The host (router, health checks) reaches the container's port directly.
+    let mut stream = tokio::net::TcpStream::connect((server_ip, 8080))
+        .await
+        .map_err(|e| format!("host to {server_ip}:8080: {e}"))?;
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure!(reply == "pong\n", "host got {reply:?}");
+    env.manager()
+        .stop("server", Duration::from_millis(100))
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure!(exit_of(server).await.code == 137, "server not killed");
+    Ok(())
+}
+
 async fn missing_runc_is_named() -> TestResult {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut config = config_for(10, dir.path());
@@ -895,6 +963,7 @@ fn main() {
         stop_terminates_then_kills,
         failed_create_is_reported_and_cleaned,
         limits_reach_the_cgroup_and_stop_fork_bombs,
+        parallel_creates_get_distinct_addresses_and_talk,
         missing_runc_is_named,
     ];
     let selected: Vec<_> = tests

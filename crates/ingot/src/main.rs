@@ -52,7 +52,10 @@ fn main() {
 /// Runs an async entry point on a fresh multi-threaded runtime and turns its
 /// outcome into an exit code, printing the error chain the way users read it.
 fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

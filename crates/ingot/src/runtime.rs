@@ -3,16 +3,17 @@
 //! the router ([`RouterEmitter`]), and the token verifier guards the API and
 //! the log-cache ([`Tokens`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ingot_api::{
-    BuildpackRef, DesiredProcess, InstanceReport, Principal, StageFailure, StageOutcome, StageRequest, TokenProblem,
+    BuildpackRef, DesiredProcess, InstanceReport, Principal, StageFailure, StageOutcome,
+    StageRequest, TokenProblem,
 };
 use ingot_auth::{TokenError, TokenVerifier};
 use ingot_scheduler::{
-    BuildpackSource, DesiredLrp, HealthCheck, HealthCheckKind, RouteEmitter, RouteTarget, Scheduler, StagingRequest,
+    BuildpackSource, DesiredLrp, HealthCheck, HealthCheckKind, RouteEmitter, RouteTarget,
+    Scheduler, StagingRequest,
 };
 
 /// The API's [`ingot_api::Runtime`] over the scheduler.
@@ -24,7 +25,11 @@ pub struct SchedulerRuntime {
 impl ingot_api::Runtime for SchedulerRuntime {
     async fn stage(&self, request: StageRequest) -> Result<StageOutcome, StageFailure> {
         let skip_detect = !request.buildpacks.is_empty();
-        let chosen = if skip_detect { &request.buildpacks } else { &request.detect_candidates };
+        let chosen = if skip_detect {
+            &request.buildpacks
+        } else {
+            &request.detect_candidates
+        };
         let mut buildpacks = Vec::new();
         for reference in chosen {
             match reference {
@@ -86,7 +91,11 @@ impl ingot_api::Runtime for SchedulerRuntime {
                 "process" | "none" => HealthCheckKind::Process,
                 _ => HealthCheckKind::Port,
             },
-            endpoint: process.health_check.endpoint.clone().unwrap_or(defaults.endpoint),
+            endpoint: process
+                .health_check
+                .endpoint
+                .clone()
+                .unwrap_or(defaults.endpoint),
             start_timeout: process
                 .health_check
                 .timeout_secs
@@ -186,12 +195,19 @@ impl ingot_api::TokenValidator for Tokens {
 }
 
 impl ingot_logs::ReadAuthorizer for Tokens {
-    fn authorize(&self, authorization: Option<&str>, _source_id: &str) -> Result<(), ingot_logs::ReadDenied> {
+    fn authorize(
+        &self,
+        authorization: Option<&str>,
+        _source_id: &str,
+    ) -> Result<(), ingot_logs::ReadDenied> {
         // Space roles are a later issue: any valid token may read for now.
-        self.verifier.verify(authorization).map(|_| ()).map_err(|err| ingot_logs::ReadDenied {
-            status: 401,
-            message: err.to_string(),
-        })
+        self.verifier
+            .verify(authorization)
+            .map(|_| ())
+            .map_err(|err| ingot_logs::ReadDenied {
+                status: 401,
+                message: err.to_string(),
+            })
     }
 }
 
@@ -217,13 +233,13 @@ pub fn forward_crashes(scheduler: &Scheduler, api: ingot_api::Api) -> tokio::tas
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "crash events were dropped before they were recorded");
+                    tracing::warn!(
+                        missed,
+                        "crash events were dropped before they were recorded"
+                    );
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
     })
 }
-
-/// Shared handle type for the API's runtime.
-pub type RuntimeHandle = Arc<dyn ingot_api::Runtime>;

@@ -71,8 +71,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let self_exe = std::env::current_exe().context("cannot find the ingot binary itself")?;
 
     let pool = open_database(&home.join("ingot.db")).await?;
-    let blobs: Arc<dyn ingot_blobstore::Blobstore> =
-        Arc::new(ingot_blobstore::LocalBlobstore::open(home.join("blobs")).context("opening the blobstore")?);
+    let blobs: Arc<dyn ingot_blobstore::Blobstore> = Arc::new(
+        ingot_blobstore::LocalBlobstore::open(home.join("blobs"))
+            .context("opening the blobstore")?,
+    );
 
     let auth = ingot_auth::AuthServer::open(
         pool.clone(),
@@ -90,10 +92,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .context("creating the admin user")?;
     let admin_guid = {
-        let token = auth.mint_access_token(&admin.username, 60).await.context("signing a token for admin")?;
-        auth.verifier().verify(Some(&format!("bearer {token}"))).context("verifying our own token")?.user_id
+        let token = auth
+            .mint_access_token(&admin.username, 60)
+            .await
+            .context("signing a token for admin")?;
+        auth.verifier()
+            .verify(Some(&format!("bearer {token}")))
+            .context("verifying our own token")?
+            .user_id
     };
-    let tokens = Arc::new(Tokens { verifier: auth.verifier() });
+    let tokens = Arc::new(Tokens {
+        verifier: auth.verifier(),
+    });
 
     let log_store = ingot_logs::LogStore::new(100_000);
     let logs: Arc<dyn ingot_logs::LogSink> = log_store.clone();
@@ -124,30 +134,35 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stack,
         Arc::clone(&blobs),
         Arc::clone(&logs),
-        Arc::new(RouterEmitter { table: table.clone() }),
+        Arc::new(RouterEmitter {
+            table: table.clone(),
+        }),
     )
     .context("starting the scheduler")?;
 
-    let router_port = args.router_listen.port();
     let api = ingot_api::Api::open(
         pool.clone(),
         Arc::clone(&blobs),
         Arc::clone(&logs),
         tokens.clone(),
-        Arc::new(SchedulerRuntime { scheduler: scheduler.clone() }),
+        Arc::new(SchedulerRuntime {
+            scheduler: scheduler.clone(),
+        }),
         ingot_api::ApiConfig {
             external_url: api_url.clone(),
             uaa_url: format!("{api_url}/uaa"),
             log_cache_url: format!("{api_url}/log-cache"),
             app_domain: args.app_domain.clone(),
-            router_url: format!("http://{}:{router_port}", args.router_listen.ip()),
+            router_url: local_url(args.router_listen),
             ssh_endpoint: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
     )
     .await
     .context("opening the API")?;
-    api.bootstrap(&admin_guid, &admin.username).await.context("creating the first org and space")?;
+    api.bootstrap(&admin_guid, &admin.username)
+        .await
+        .context("creating the first org and space")?;
     let crash_forwarder = forward_crashes(&scheduler, api.clone());
 
     let router = ingot_router::Router::new(table, Arc::clone(&logs));
@@ -161,8 +176,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let http = api
         .router()
         .nest("/uaa", auth.router())
-        .nest("/log-cache", ingot_logs::log_cache_router(log_store.clone(), tokens.clone()))
-        .route("/metrics", axum::routing::get(move || metrics(Arc::clone(&registry))));
+        .nest(
+            "/log-cache",
+            ingot_logs::log_cache_router(log_store.clone(), tokens.clone()),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || metrics(Arc::clone(&registry))),
+        );
     let api_listener = tokio::net::TcpListener::bind(args.api_listen)
         .await
         .with_context(|| format!("cannot listen on {} for the API", args.api_listen))?;
@@ -174,25 +195,44 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let api_server = tokio::spawn(
-        axum::serve(api_listener, http.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
+    let api_stop = stopped(stop_rx.clone());
+    let api_server = tokio::spawn(async move {
+        axum::serve(
+            api_listener,
+            http.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(api_stop)
+        .await
+    });
     let router_server = tokio::spawn(router.serve(router_listener, stopped(stop_rx.clone())));
 
-    api.resume().await.context("starting the apps that were running")?;
+    api.resume()
+        .await
+        .context("starting the apps that were running")?;
 
     println!("Ingot is up ({:.1}s).", started.elapsed().as_secs_f64());
     println!("  API:        {api_url}");
     println!("  app domain: {}", args.app_domain);
-    println!("  router:     http://{}", args.router_listen);
+    println!("  router:     {}", local_url(args.router_listen));
     println!("  admin:      {} / {}", admin.username, admin.password);
-    println!("  (credentials kept in {})", home.join("admin-credentials.json").display());
+    println!(
+        "  (credentials kept in {})",
+        home.join("admin-credentials.json").display()
+    );
     if !args.no_login {
         match crate::cli::login_local(&api_url, &admin.username, &admin.password).await {
-            Ok(()) => println!("The ingot CLI is logged in as {} and targets org main, space dev.", admin.username),
-            Err(err) => println!("Could not log the CLI in ({err:#}); run `ingot login -a {api_url}`."),
+            Ok(()) => {
+                if let Err(err) = crate::cli::remember_router(&local_url(args.router_listen)) {
+                    tracing::warn!(error = %err, "cannot save the router address for the CLI");
+                }
+                println!(
+                    "The ingot CLI is logged in as {} and targets org main, space dev.",
+                    admin.username
+                )
+            }
+            Err(err) => {
+                println!("Could not log the CLI in ({err:#}); run `ingot login -a {api_url}`.")
+            }
         }
     }
     println!("Push an app: ingot push NAME -p DIR");
@@ -216,11 +256,18 @@ async fn metrics(registry: Arc<Registry>) -> axum::response::Response {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &registry) {
         Ok(()) => (
-            [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             body,
         )
             .into_response(),
-        Err(err) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+        Err(err) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            err.to_string(),
+        )
+            .into_response(),
     }
 }
 
@@ -252,8 +299,25 @@ async fn open_database(path: &Path) -> anyhow::Result<sqlx::SqlitePool> {
         .with_context(|| format!("cannot open the database {}", path.display()))
 }
 
+/// How a client on this machine reaches a listener: a wildcard listen
+/// address is reached on loopback.
+fn local_url(listen: SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", listen.port())
+    } else {
+        format!("http://{listen}")
+    }
+}
+
 fn find_runc() -> anyhow::Result<PathBuf> {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/sbin", "/bin"] {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/sbin",
+        "/bin",
+    ] {
         let candidate = Path::new(dir).join("runc");
         if candidate.is_file() {
             return Ok(candidate);
@@ -266,7 +330,9 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     if path.is_absolute() {
         Ok(path.to_path_buf())
     } else {
-        Ok(std::env::current_dir().context("cannot read the current directory")?.join(path))
+        Ok(std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(path))
     }
 }
 
@@ -282,5 +348,10 @@ fn create_private_dir(path: &Path) -> anyhow::Result<()> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("INGOT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -63,6 +63,10 @@ pub(crate) fn run_cli(args: &[String]) -> Result<i32, LifecycleError> {
         Err(code) => return Ok(code),
     };
     let mut command = launch_command(&args.app_dir, args.command.as_deref())?;
+    if std::process::id() == 1 {
+        // First process of the container: stay as its init (see `init`).
+        return crate::init::run(command).map_err(LifecycleError::io("cannot start", "/bin/bash"));
+    }
     use std::os::unix::process::CommandExt;
     let err = command.exec();
     Err(LifecycleError::io("cannot exec", "/bin/bash")(err))
@@ -127,7 +131,39 @@ pub fn launch_command(app_dir: &Path, command: Option<&str>) -> Result<Command, 
     }
     // Platform-only options never reach the app (as in CF).
     cmd.env_remove("VCAP_PLATFORM_OPTIONS");
+    fill_instance_addresses(&mut cmd);
     Ok(cmd)
+}
+
+/// The cell learns a container's address only when the container exists, so
+/// it leaves `CF_INSTANCE_IP` and `CF_INSTANCE_INTERNAL_IP` empty and the
+/// launcher, inside the container, fills them with the address of its
+/// default route.
+fn fill_instance_addresses(cmd: &mut Command) {
+    let unset = |name: &str| std::env::var(name).map_or(true, |v| v.is_empty());
+    if !unset("CF_INSTANCE_INTERNAL_IP") && !unset("CF_INSTANCE_IP") {
+        return;
+    }
+    let Some(ip) = default_route_address() else {
+        return;
+    };
+    let port = std::env::var("CF_INSTANCE_PORT").unwrap_or_else(|_| "8080".into());
+    if unset("CF_INSTANCE_INTERNAL_IP") {
+        cmd.env("CF_INSTANCE_INTERNAL_IP", ip.to_string());
+    }
+    if unset("CF_INSTANCE_IP") {
+        cmd.env("CF_INSTANCE_IP", ip.to_string());
+        cmd.env("CF_INSTANCE_ADDR", format!("{ip}:{port}"));
+    }
+}
+
+/// The local address the kernel would use to reach the outside world.
+/// Connecting a UDP socket sends nothing; it only picks the route.
+fn default_route_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// Fills the instance fields of `VCAP_APPLICATION` the way CF's launcher does;

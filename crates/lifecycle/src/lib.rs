@@ -39,6 +39,7 @@ pub mod archive;
 pub mod builder;
 pub mod buildpacks;
 pub mod env;
+mod init;
 pub mod launcher;
 pub mod static_server;
 

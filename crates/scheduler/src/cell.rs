@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use ingot_blobstore::Blobstore;
-use ingot_containers::{BindMount, Container, ContainerManager, ContainerSpec, Limits, ProcessSpec, Stack};
+use ingot_containers::{
+    BindMount, Container, ContainerManager, ContainerSpec, Limits, ProcessSpec, Stack,
+};
 use ingot_logs::{forward_lines, Envelope, LogKind, LogSink};
 use tokio::sync::{broadcast, Notify, OnceCell};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +25,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::backoff::{self, Restart};
 use crate::health::{check_once, format_duration};
-use crate::{CrashEvent, DesiredLrp, HealthCheckKind, RouteEmitter, RouteTarget, SchedulerConfig, SchedulerError, SchedulerEvent};
+use crate::{
+    CrashEvent, DesiredLrp, HealthCheckKind, RouteEmitter, RouteTarget, SchedulerConfig,
+    SchedulerError, SchedulerEvent,
+};
 
 /// The port every app listens on inside its container (`$PORT`).
 pub(crate) const APP_PORT: u16 = 8080;
@@ -122,7 +127,8 @@ impl Cell {
             let what = what.to_string();
             move |source| SchedulerError::Io { what, source }
         };
-        std::fs::create_dir_all(&buildpacks_dir).map_err(io("creating the buildpacks directory"))?;
+        std::fs::create_dir_all(&buildpacks_dir)
+            .map_err(io("creating the buildpacks directory"))?;
         let builtin = ingot_lifecycle::install_builtin_buildpacks(&buildpacks_dir)
             .map_err(io("installing the built-in buildpacks"))?
             .into_iter()
@@ -145,13 +151,16 @@ impl Cell {
             builtin_buildpacks: builtin,
         });
         let looper = Arc::clone(&cell);
-        cell.tasks.spawn(async move { looper.converge_loop().await });
+        cell.tasks
+            .spawn(async move { looper.converge_loop().await });
         Ok(cell)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind; keep going.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<SchedulerEvent> {
@@ -193,19 +202,37 @@ impl Cell {
     /// Registers new and unregisters dropped routes of running instances.
     fn update_routes(&self, lrp: &Lrp, new_uris: &[String]) {
         for (index, slot) in &lrp.slots {
-            let Some(instance) = &slot.instance else { continue };
-            let (Phase::Running, Some(addr)) = (instance.phase, instance.addr) else { continue };
+            let Some(instance) = &slot.instance else {
+                continue;
+            };
+            let (Phase::Running, Some(addr)) = (instance.phase, instance.addr) else {
+                continue;
+            };
             let target = self.target(&lrp.desired, instance, addr, *index);
-            for uri in new_uris.iter().filter(|uri| !lrp.desired.uris.contains(uri)) {
+            for uri in new_uris
+                .iter()
+                .filter(|uri| !lrp.desired.uris.contains(uri))
+            {
                 self.routes.register(uri, &target);
             }
-            for uri in lrp.desired.uris.iter().filter(|uri| !new_uris.contains(uri)) {
+            for uri in lrp
+                .desired
+                .uris
+                .iter()
+                .filter(|uri| !new_uris.contains(uri))
+            {
                 self.routes.unregister(uri, &instance.guid);
             }
         }
     }
 
-    fn target(&self, desired: &DesiredLrp, instance: &Instance, addr: SocketAddr, index: u32) -> RouteTarget {
+    fn target(
+        &self,
+        desired: &DesiredLrp,
+        instance: &Instance,
+        addr: SocketAddr,
+        index: u32,
+    ) -> RouteTarget {
         RouteTarget {
             addr,
             app_guid: desired.app_guid.clone(),
@@ -228,7 +255,9 @@ impl Cell {
 
     pub(crate) fn instances(&self, process_guid: &str) -> Vec<InstanceStatus> {
         let state = self.state();
-        let Some(lrp) = state.lrps.get(process_guid) else { return Vec::new() };
+        let Some(lrp) = state.lrps.get(process_guid) else {
+            return Vec::new();
+        };
         (0..lrp.desired.instances)
             .map(|index| {
                 let slot = lrp.slots.get(&index);
@@ -329,7 +358,12 @@ impl Cell {
                                     addr: None,
                                     cancel: CancellationToken::new(),
                                 };
-                                to_start.push((lrp.desired.clone(), index, instance.guid.clone(), instance.cancel.clone()));
+                                to_start.push((
+                                    lrp.desired.clone(),
+                                    index,
+                                    instance.guid.clone(),
+                                    instance.cancel.clone(),
+                                ));
                                 slot.restart_at = None;
                                 slot.instance = Some(instance);
                             }
@@ -350,7 +384,8 @@ impl Cell {
         }
         for (desired, index, guid, cancel) in to_start {
             let cell = Arc::clone(self);
-            self.tasks.spawn(async move { cell.run_instance(desired, index, guid, cancel).await });
+            self.tasks
+                .spawn(async move { cell.run_instance(desired, index, guid, cancel).await });
         }
         if let Some(at) = next_wake {
             let cell = Arc::clone(self);
@@ -362,12 +397,28 @@ impl Cell {
     }
 
     fn cell_log(&self, lrp: &DesiredLrp, index: u32, line: String) {
-        self.logs.emit(Envelope::log(&lrp.app_guid, &index.to_string(), "CELL", line, LogKind::Out));
+        self.logs.emit(Envelope::log(
+            &lrp.app_guid,
+            &index.to_string(),
+            "CELL",
+            line,
+            LogKind::Out,
+        ));
     }
 
     /// Drives one instance from container creation to its end.
-    async fn run_instance(self: Arc<Self>, lrp: DesiredLrp, index: u32, guid: String, cancel: CancellationToken) {
-        self.cell_log(&lrp, index, format!("Cell creating container for instance {guid}"));
+    async fn run_instance(
+        self: Arc<Self>,
+        lrp: DesiredLrp,
+        index: u32,
+        guid: String,
+        cancel: CancellationToken,
+    ) {
+        self.cell_log(
+            &lrp,
+            index,
+            format!("Cell creating container for instance {guid}"),
+        );
         let container = tokio::select! {
             created = self.create_container(&lrp, index, &guid) => created,
             _ = cancel.cancelled() => {
@@ -380,21 +431,50 @@ impl Cell {
             Ok(container) => container,
             Err(err) => {
                 tracing::warn!(instance = %guid, error = %err, "cannot create the container");
-                self.cell_log(&lrp, index, format!("Cell failed to create container for instance {guid}: {err}"));
+                self.cell_log(
+                    &lrp,
+                    index,
+                    format!("Cell failed to create container for instance {guid}: {err}"),
+                );
                 let _ = self.containers.destroy(&guid).await;
-                let crash = CrashReason { exit_status: -1, description: format!("failed to create container: {err}") };
+                let crash = CrashReason {
+                    exit_status: -1,
+                    description: format!("failed to create container: {err}"),
+                };
                 self.instance_gone(&lrp, index, &guid, Some(crash));
                 return;
             }
         };
-        self.cell_log(&lrp, index, format!("Cell successfully created container for instance {guid}"));
+        self.cell_log(
+            &lrp,
+            index,
+            format!("Cell successfully created container for instance {guid}"),
+        );
         let source_type = format!("APP/PROC/{}", lrp.process_type.to_uppercase());
-        let stdout_done = forward_lines(container.stdout, Arc::clone(&self.logs), lrp.app_guid.clone(), index.to_string(), source_type.clone(), LogKind::Out);
-        let stderr_done = forward_lines(container.stderr, Arc::clone(&self.logs), lrp.app_guid.clone(), index.to_string(), source_type.clone(), LogKind::Err);
+        let stdout_done = forward_lines(
+            container.stdout,
+            Arc::clone(&self.logs),
+            lrp.app_guid.clone(),
+            index.to_string(),
+            source_type.clone(),
+            LogKind::Out,
+        );
+        let stderr_done = forward_lines(
+            container.stderr,
+            Arc::clone(&self.logs),
+            lrp.app_guid.clone(),
+            index.to_string(),
+            source_type.clone(),
+            LogKind::Err,
+        );
         let addr = container.ip.map(|ip| SocketAddr::new(ip.into(), APP_PORT));
-        self.with_instance(&lrp.process_guid, index, &guid, |instance| instance.addr = addr);
+        self.with_instance(&lrp.process_guid, index, &guid, |instance| {
+            instance.addr = addr
+        });
 
-        let outcome = self.supervise(&lrp, index, &guid, addr, &mut container.exit, &cancel).await;
+        let outcome = self
+            .supervise(&lrp, index, &guid, addr, &mut container.exit, &cancel)
+            .await;
         for uri in &lrp.uris {
             self.routes.unregister(uri, &guid);
         }
@@ -411,11 +491,17 @@ impl Cell {
                 if status.oom_killed {
                     description.push_str(" (out of memory)");
                 }
-                Some(CrashReason { exit_status: status.code, description })
+                Some(CrashReason {
+                    exit_status: status.code,
+                    description,
+                })
             }
             Outcome::Unhealthy(reason) => {
                 let _ = self.containers.stop(&guid, Duration::ZERO).await;
-                Some(CrashReason { exit_status: -1, description: format!("{source_type}: {reason}") })
+                Some(CrashReason {
+                    exit_status: -1,
+                    description: format!("{source_type}: {reason}"),
+                })
             }
         };
         if let Err(err) = self.containers.destroy(&guid).await {
@@ -424,7 +510,11 @@ impl Cell {
         let _ = stdout_done.await;
         let _ = stderr_done.await;
         if crash.is_none() {
-            self.cell_log(&lrp, index, format!("Cell destroyed container for instance {guid}"));
+            self.cell_log(
+                &lrp,
+                index,
+                format!("Cell destroyed container for instance {guid}"),
+            );
         }
         self.instance_gone(&lrp, index, &guid, crash);
     }
@@ -445,7 +535,9 @@ impl Cell {
         let check_addr = match (check.kind, addr) {
             (HealthCheckKind::Process, _) => None,
             (_, Some(addr)) => Some(addr),
-            (_, None) => return Outcome::Unhealthy("instance has no network address to check".into()),
+            (_, None) => {
+                return Outcome::Unhealthy("instance has no network address to check".into())
+            }
         };
         // Readiness: STARTING until the first check passes.
         if let Some(addr) = check_addr {
@@ -472,7 +564,11 @@ impl Cell {
             }
         }
         self.mark_running(lrp, index, guid);
-        self.cell_log(lrp, index, format!("Container became healthy: instance {guid}"));
+        self.cell_log(
+            lrp,
+            index,
+            format!("Container became healthy: instance {guid}"),
+        );
         loop {
             tokio::select! {
                 status = &mut *exit => return Outcome::Exited(status.unwrap_or(ingot_containers::ExitStatus::UNKNOWN)),
@@ -493,9 +589,15 @@ impl Cell {
 
     fn mark_running(&self, lrp: &DesiredLrp, index: u32, guid: &str) {
         let mut state = self.state();
-        let Some(current) = state.lrps.get_mut(&lrp.process_guid) else { return };
-        let Some(slot) = current.slots.get_mut(&index) else { return };
-        let Some(instance) = slot.instance.as_mut().filter(|i| i.guid == guid) else { return };
+        let Some(current) = state.lrps.get_mut(&lrp.process_guid) else {
+            return;
+        };
+        let Some(slot) = current.slots.get_mut(&index) else {
+            return;
+        };
+        let Some(instance) = slot.instance.as_mut().filter(|i| i.guid == guid) else {
+            return;
+        };
         instance.phase = Phase::Running;
         if let Some(addr) = instance.addr {
             let target = RouteTarget {
@@ -511,7 +613,13 @@ impl Cell {
         }
     }
 
-    fn with_instance(&self, process_guid: &str, index: u32, guid: &str, change: impl FnOnce(&mut Instance)) {
+    fn with_instance(
+        &self,
+        process_guid: &str,
+        index: u32,
+        guid: &str,
+        change: impl FnOnce(&mut Instance),
+    ) {
         let mut state = self.state();
         let instance = state
             .lrps
@@ -536,7 +644,11 @@ impl Cell {
                 .and_then(|current| current.slots.get_mut(&index))
                 .filter(|slot| slot.instance.as_ref().is_some_and(|i| i.guid == guid));
             if let Some(slot) = slot {
-                let ran_for = slot.instance.as_ref().map(|i| i.started.elapsed()).unwrap_or_default();
+                let ran_for = slot
+                    .instance
+                    .as_ref()
+                    .map(|i| i.started.elapsed())
+                    .unwrap_or_default();
                 slot.instance = None;
                 if let Some(crash) = &crash {
                     if ran_for >= backoff::STABLE_AFTER {
@@ -563,14 +675,28 @@ impl Cell {
             }
         }
         if let Some(event) = event {
-            self.cell_log(lrp, index, format!("Cell reports crash of instance {guid}: {}", event.exit_description));
+            self.cell_log(
+                lrp,
+                index,
+                format!(
+                    "Cell reports crash of instance {guid}: {}",
+                    event.exit_description
+                ),
+            );
             let _ = self.events.send(SchedulerEvent::Crashed(event));
         }
         self.wake.notify_one();
     }
 
-    async fn create_container(&self, lrp: &DesiredLrp, index: u32, guid: &str) -> Result<Container, SchedulerError> {
-        let layer = self.droplet_layer(&lrp.droplet_guid, &lrp.droplet_key).await?;
+    async fn create_container(
+        &self,
+        lrp: &DesiredLrp,
+        index: u32,
+        guid: &str,
+    ) -> Result<Container, SchedulerError> {
+        let layer = self
+            .droplet_layer(&lrp.droplet_guid, &lrp.droplet_key)
+            .await?;
         let env = crate::env::instance_environment(&self.config, lrp, index, guid);
         let spec = ContainerSpec {
             id: guid.to_string(),
@@ -594,10 +720,13 @@ impl Cell {
             limits: limits_for(lrp.memory_mb),
             network: true,
         };
-        self.containers.create(spec).await.map_err(|err| SchedulerError::Container {
-            id: guid.to_string(),
-            message: err.to_string(),
-        })
+        self.containers
+            .create(spec)
+            .await
+            .map_err(|err| SchedulerError::Container {
+                id: guid.to_string(),
+                message: err.to_string(),
+            })
     }
 
     pub(crate) fn lifecycle_mount(&self) -> BindMount {
@@ -610,7 +739,11 @@ impl Cell {
 
     /// The droplet unpacked into an overlay layer (`<layer>/home/vcap/…`),
     /// once per droplet however many instances start at the same time.
-    async fn droplet_layer(&self, droplet_guid: &str, droplet_key: &str) -> Result<PathBuf, SchedulerError> {
+    async fn droplet_layer(
+        &self,
+        droplet_guid: &str,
+        droplet_key: &str,
+    ) -> Result<PathBuf, SchedulerError> {
         let cell = {
             let mut droplets = self.droplets.lock().await;
             Arc::clone(droplets.entry(droplet_guid.to_string()).or_default())
@@ -622,16 +755,28 @@ impl Cell {
                 let tgz = dir.join("droplet.tgz");
                 let layer = dir.join("layer");
                 if layer.exists() {
-                    tokio::fs::remove_dir_all(&layer).await.map_err(io(format!("clearing {}", layer.display())))?;
+                    tokio::fs::remove_dir_all(&layer)
+                        .await
+                        .map_err(io(format!("clearing {}", layer.display())))?;
                 }
-                tokio::fs::create_dir_all(&dir).await.map_err(io(format!("creating {}", dir.display())))?;
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(io(format!("creating {}", dir.display())))?;
                 self.blobs.get_to_file(droplet_key, &tgz).await?;
                 let home = layer.join("home").join("vcap");
                 let (tgz2, home2) = (tgz.clone(), home.clone());
-                tokio::task::spawn_blocking(move || ingot_lifecycle::unpack_droplet(&tgz2, &home2, VCAP, VCAP))
-                    .await
-                    .map_err(|err| SchedulerError::Io { what: "unpacking the droplet".into(), source: std::io::Error::other(err.to_string()) })?
-                    .map_err(|err| SchedulerError::Io { what: format!("unpacking droplet {droplet_guid}"), source: std::io::Error::other(err.to_string()) })?;
+                tokio::task::spawn_blocking(move || {
+                    ingot_lifecycle::unpack_droplet(&tgz2, &home2, VCAP, VCAP)
+                })
+                .await
+                .map_err(|err| SchedulerError::Io {
+                    what: "unpacking the droplet".into(),
+                    source: std::io::Error::other(err.to_string()),
+                })?
+                .map_err(|err| SchedulerError::Io {
+                    what: format!("unpacking droplet {droplet_guid}"),
+                    source: std::io::Error::other(err.to_string()),
+                })?;
                 let _ = tokio::fs::remove_file(&tgz).await;
                 Ok::<_, SchedulerError>(layer)
             })

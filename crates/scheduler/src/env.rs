@@ -35,7 +35,10 @@ pub(crate) fn instance_environment(
     })
 }
 
-pub(crate) fn staging_environment(config: &SchedulerConfig, request: &StagingRequest) -> Vec<(String, String)> {
+pub(crate) fn staging_environment(
+    config: &SchedulerConfig,
+    request: &StagingRequest,
+) -> Vec<(String, String)> {
     ingot_lifecycle::staging_environment(&ingot_lifecycle::StagingInfo {
         app_guid: request.app_guid.clone(),
         app_name: request.app_name.clone(),

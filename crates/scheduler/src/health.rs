@@ -13,7 +13,12 @@ pub async fn check_once(check: &HealthCheck, addr: SocketAddr) -> Result<(), Str
     match check.kind {
         HealthCheckKind::Process => Ok(()),
         HealthCheckKind::Port => {
-            match tokio::time::timeout(check.invocation_timeout, tokio::net::TcpStream::connect(addr)).await {
+            match tokio::time::timeout(
+                check.invocation_timeout,
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(err)) => Err(format!(
                     "Failed to make TCP connection to port {}: {}",
@@ -28,7 +33,9 @@ pub async fn check_once(check: &HealthCheck, addr: SocketAddr) -> Result<(), Str
             }
         }
         HealthCheckKind::Http => {
-            match tokio::time::timeout(check.invocation_timeout, http_status(addr, &check.endpoint)).await {
+            match tokio::time::timeout(check.invocation_timeout, http_status(addr, &check.endpoint))
+                .await
+            {
                 Ok(Ok(200)) => Ok(()),
                 Ok(Ok(status)) => Err(format!(
                     "Failed to make HTTP request to '{}' on port {}: received status code {status}",
@@ -56,10 +63,15 @@ pub async fn check_once(check: &HealthCheck, addr: SocketAddr) -> Result<(), Str
 /// check, and it needs no client stack.
 async fn http_status(addr: SocketAddr, endpoint: &str) -> std::io::Result<u16> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let path = if endpoint.starts_with('/') { endpoint.to_string() } else { format!("/{endpoint}") };
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: ingot-healthcheck\r\n\r\n");
+    let path = if endpoint.starts_with('/') {
+        endpoint.to_string()
+    } else {
+        format!("/{endpoint}")
+    };
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: ingot-healthcheck\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
-    let mut head = vec![0u8; 64];
+    let mut head = [0u8; 64];
     let mut read = 0;
     while read < 12 {
         let n = stream.read(&mut head[read..]).await?;
@@ -72,7 +84,9 @@ async fn http_status(addr: SocketAddr, endpoint: &str) -> std::io::Result<u16> {
     line.split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response"))
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response")
+        })
 }
 
 fn describe_io(err: &std::io::Error) -> String {
@@ -108,7 +122,9 @@ mod tests {
 
     #[tokio::test]
     async fn port_check_fails_until_something_listens() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let check = HealthCheck::default();
         assert!(check_once(&check, addr).await.is_ok());
@@ -119,7 +135,9 @@ mod tests {
 
     #[tokio::test]
     async fn http_check_wants_200() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             for status in ["200 OK", "503 Service Unavailable"] {

@@ -99,14 +99,30 @@ impl StagingFailure {
     }
 }
 
-pub(crate) async fn stage(cell: &Arc<Cell>, request: StagingRequest) -> Result<StagingOutcome, StagingFailure> {
-    let dir = cell.config.work_dir.join("staging").join(&request.build_guid);
+pub(crate) async fn stage(
+    cell: &Arc<Cell>,
+    request: StagingRequest,
+) -> Result<StagingOutcome, StagingFailure> {
+    let dir = cell
+        .config
+        .work_dir
+        .join("staging")
+        .join(&request.build_guid);
     let log = |line: String| {
-        cell.logs.emit(Envelope::log(&request.app_guid, "0", "STG", line, LogKind::Out));
+        cell.logs.emit(Envelope::log(
+            &request.app_guid,
+            "0",
+            "STG",
+            line,
+            LogKind::Out,
+        ));
     };
     log("Creating container".to_string());
     let result = stage_in(cell, &request, &dir, &log).await;
-    let _ = cell.containers.destroy(&staging_id(&request.build_guid)).await;
+    let _ = cell
+        .containers
+        .destroy(&staging_id(&request.build_guid))
+        .await;
     if let Err(err) = tokio::fs::remove_dir_all(&dir).await {
         if err.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(dir = %dir.display(), error = %err, "cannot remove the staging directory");
@@ -139,9 +155,16 @@ async fn stage_in(
         let what = what.to_string();
         move |err: std::io::Error| StagingFailure::staging(format!("{what}: {err}"))
     };
-    let (app, deps, cache, output) = (dir.join("app"), dir.join("deps"), dir.join("cache"), dir.join("output"));
+    let (app, deps, cache, output) = (
+        dir.join("app"),
+        dir.join("deps"),
+        dir.join("cache"),
+        dir.join("output"),
+    );
     for sub in [&app, &deps, &cache, &output] {
-        tokio::fs::create_dir_all(sub).await.map_err(fail("creating the staging directory"))?;
+        tokio::fs::create_dir_all(sub)
+            .await
+            .map_err(fail("creating the staging directory"))?;
     }
     let package = dir.join("package.zip");
     cell.blobs
@@ -200,27 +223,47 @@ async fn stage_in(
         limits: limits_for(request.memory_mb),
         network: true,
     };
-    let container = cell
-        .containers
-        .create(spec)
-        .await
-        .map_err(|err| StagingFailure::staging(format!("creating the staging container: {err}")))?;
+    let container =
+        cell.containers.create(spec).await.map_err(|err| {
+            StagingFailure::staging(format!("creating the staging container: {err}"))
+        })?;
     log("Successfully created container".to_string());
     log("Staging app and tracing dependencies".to_string());
-    let out = forward_lines(container.stdout, Arc::clone(&cell.logs), request.app_guid.clone(), "0".into(), "STG".into(), LogKind::Out);
-    let err = forward_lines(container.stderr, Arc::clone(&cell.logs), request.app_guid.clone(), "0".into(), "STG".into(), LogKind::Err);
-    let status = container.exit.await.unwrap_or(ingot_containers::ExitStatus::UNKNOWN);
+    let out = forward_lines(
+        container.stdout,
+        Arc::clone(&cell.logs),
+        request.app_guid.clone(),
+        "0".into(),
+        "STG".into(),
+        LogKind::Out,
+    );
+    let err = forward_lines(
+        container.stderr,
+        Arc::clone(&cell.logs),
+        request.app_guid.clone(),
+        "0".into(),
+        "STG".into(),
+        LogKind::Err,
+    );
+    let status = container
+        .exit
+        .await
+        .unwrap_or(ingot_containers::ExitStatus::UNKNOWN);
     let _ = out.await;
     let _ = err.await;
     if status.code != 0 {
         return Err(failure_for(status));
     }
     let result: ingot_lifecycle::StagingResult = serde_json::from_slice(
-        &tokio::fs::read(output.join("result.json")).await.map_err(fail("reading the staging result"))?,
+        &tokio::fs::read(output.join("result.json"))
+            .await
+            .map_err(fail("reading the staging result"))?,
     )
     .map_err(|err| StagingFailure::staging(format!("reading the staging result: {err}")))?;
     let droplet = output.join("droplet.tgz");
-    let checksum = sha256_file(&droplet).await.map_err(fail("reading the droplet"))?;
+    let checksum = sha256_file(&droplet)
+        .await
+        .map_err(fail("reading the droplet"))?;
     log("Uploading droplet...".to_string());
     cell.blobs
         .put_file(&request.droplet_key, &droplet)
@@ -237,15 +280,30 @@ async fn stage_in(
 
 fn failure_for(status: ingot_containers::ExitStatus) -> StagingFailure {
     let (code, message) = match status.code {
-        ingot_lifecycle::EXIT_NO_APP_DETECTED => ("NoAppDetectedError", ingot_lifecycle::DETECT_FAIL_MSG.to_string()),
-        ingot_lifecycle::EXIT_RELEASE_FAILED => ("BuildpackReleaseFailed", ingot_lifecycle::RELEASE_FAIL_MSG.to_string()),
+        ingot_lifecycle::EXIT_NO_APP_DETECTED => (
+            "NoAppDetectedError",
+            ingot_lifecycle::DETECT_FAIL_MSG.to_string(),
+        ),
+        ingot_lifecycle::EXIT_RELEASE_FAILED => (
+            "BuildpackReleaseFailed",
+            ingot_lifecycle::RELEASE_FAIL_MSG.to_string(),
+        ),
         ingot_lifecycle::EXIT_BUILDPACK_FAILED
         | ingot_lifecycle::EXIT_SUPPLY_FAILED
-        | ingot_lifecycle::EXIT_FINALIZE_FAILED => ("BuildpackCompileFailed", ingot_lifecycle::COMPILE_FAIL_MSG.to_string()),
+        | ingot_lifecycle::EXIT_FINALIZE_FAILED => (
+            "BuildpackCompileFailed",
+            ingot_lifecycle::COMPILE_FAIL_MSG.to_string(),
+        ),
         _ if status.oom_killed => ("StagingError", "staging ran out of memory".to_string()),
-        code => ("StagingError", format!("staging failed with exit status {code}")),
+        code => (
+            "StagingError",
+            format!("staging failed with exit status {code}"),
+        ),
     };
-    StagingFailure { code: code.into(), message }
+    StagingFailure {
+        code: code.into(),
+        message,
+    }
 }
 
 /// Turns each requested buildpack into a directory on the host.
@@ -261,7 +319,10 @@ async fn resolve_buildpacks(
     for (position, source) in request.buildpacks.iter().enumerate() {
         match source {
             BuildpackSource::Builtin(name) => {
-                let found = cell.builtin_buildpacks.iter().find(|(builtin, _)| builtin == name);
+                let found = cell
+                    .builtin_buildpacks
+                    .iter()
+                    .find(|(builtin, _)| builtin == name);
                 let (_, path) = found.ok_or_else(|| StagingFailure {
                     code: "StagingError".into(),
                     message: format!("buildpack {name:?} is not available on this cell"),
@@ -274,12 +335,16 @@ async fn resolve_buildpacks(
                 cell.blobs
                     .get_to_file(blob_key, &zip)
                     .await
-                    .map_err(|err| StagingFailure::staging(format!("downloading buildpack {name}: {err}")))?;
+                    .map_err(|err| {
+                        StagingFailure::staging(format!("downloading buildpack {name}: {err}"))
+                    })?;
                 let (zip2, target2) = (zip.clone(), target.clone());
                 tokio::task::spawn_blocking(move || ingot_lifecycle::unpack_zip(&zip2, &target2))
                     .await
                     .map_err(|err| StagingFailure::staging(err.to_string()))?
-                    .map_err(|err| StagingFailure::staging(format!("unpacking buildpack {name}: {err}")))?;
+                    .map_err(|err| {
+                        StagingFailure::staging(format!("unpacking buildpack {name}: {err}"))
+                    })?;
                 let _ = tokio::fs::remove_file(&zip).await;
                 resolved.push((safe_name(name, position), buildpack_root(&target)));
             }
@@ -306,9 +371,19 @@ fn buildpack_root(dir: &Path) -> PathBuf {
 fn safe_name(name: &str, position: usize) -> String {
     let cleaned: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if cleaned.is_empty() { format!("buildpack_{position}") } else { cleaned }
+    if cleaned.is_empty() {
+        format!("buildpack_{position}")
+    } else {
+        cleaned
+    }
 }
 
 fn bind(source: &Path, destination: &str, read_only: bool) -> BindMount {

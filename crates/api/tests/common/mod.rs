@@ -14,8 +14,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use ingot_api::{
-    Api, ApiConfig, DesiredProcess, InstanceReport, Principal, Runtime, StageFailure,
-    StageOutcome, StageRequest, TokenProblem, TokenValidator,
+    Api, ApiConfig, DesiredProcess, InstanceReport, Principal, Runtime, StageFailure, StageOutcome,
+    StageRequest, TokenProblem, TokenValidator,
 };
 use ingot_blobstore::{Blobstore, LocalBlobstore};
 use serde_json::Value;
@@ -114,7 +114,18 @@ impl Runtime for FakeRuntime {
     }
 }
 
+/// Keeps every envelope the API emits.
+#[derive(Default)]
+pub struct CaptureSink(pub Mutex<Vec<ingot_logs::Envelope>>);
+
+impl ingot_logs::LogSink for CaptureSink {
+    fn emit(&self, envelope: ingot_logs::Envelope) {
+        self.0.lock().expect("lock").push(envelope);
+    }
+}
+
 pub struct Harness {
+    pub logs: Arc<CaptureSink>,
     pub api: Api,
     pub router: axum::Router,
     pub runtime: Arc<FakeRuntime>,
@@ -153,19 +164,23 @@ impl Harness {
             ssh_endpoint: None,
             version: "0.1.0".into(),
         };
+        let logs = Arc::new(CaptureSink::default());
         let api = Api::open(
             pool.clone(),
             blobs.clone(),
-            Arc::new(ingot_logs::DiscardSink),
+            logs.clone(),
             Arc::new(Tokens),
             runtime.clone(),
             config,
         )
         .await
         .expect("open");
-        api.bootstrap("admin-guid", "admin").await.expect("bootstrap");
+        api.bootstrap("admin-guid", "admin")
+            .await
+            .expect("bootstrap");
         let router = api.router();
         Harness {
+            logs,
             api,
             router,
             runtime,
@@ -225,9 +240,8 @@ impl Harness {
         let value = if out.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&out).unwrap_or(Value::String(
-                String::from_utf8_lossy(&out).into_owned(),
-            ))
+            serde_json::from_slice(&out)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&out).into_owned()))
         };
         (status, value)
     }
@@ -274,7 +288,12 @@ impl Harness {
         (status, self.get(path).await)
     }
 
-    pub async fn upload(&self, package: &str, zip: Option<Vec<u8>>, resources: Option<Value>) -> (StatusCode, Value) {
+    pub async fn upload(
+        &self,
+        package: &str,
+        zip: Option<Vec<u8>>,
+        resources: Option<Value>,
+    ) -> (StatusCode, Value) {
         let boundary = "XXingotboundaryXX";
         let mut body = Vec::new();
         if let Some(r) = resources {

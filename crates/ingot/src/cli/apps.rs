@@ -27,13 +27,13 @@ pub struct ScaleArgs {
     /// The app's name.
     name: String,
     /// Number of instances.
-    #[arg(short = 'i')]
+    #[arg(short = 'i', long = "instances")]
     instances: Option<u32>,
     /// Memory per instance, e.g. 256M or 1G.
-    #[arg(short = 'm')]
+    #[arg(short = 'm', long = "memory")]
     memory: Option<String>,
     /// Disk per instance, e.g. 1G.
-    #[arg(short = 'k')]
+    #[arg(short = 'k', long = "disk")]
     disk: Option<String>,
     /// Do not ask before restarting the app for new memory or disk.
     #[arg(short = 'f')]
@@ -92,7 +92,7 @@ pub(crate) async fn apps() -> anyhow::Result<()> {
             .await
             .or_explain(format!("cannot list the routes of app {}", app.name))?
             .into_iter()
-            .map(|r| r.url)
+            .map(|r| session.route_link(&r.url))
             .collect::<Vec<_>>()
             .join(", ");
         rows.push(vec![app.name, app.state.to_lowercase(), processes, routes]);
@@ -130,7 +130,8 @@ async fn process_summary(client: &Client, app: &App) -> anyhow::Result<String> {
 
 /// Prints what `cf app` prints: the app, its routes, droplet, and a table
 /// of the web process's instances.
-pub(crate) async fn print_app_summary(client: &Client, app: &App) -> anyhow::Result<()> {
+pub(crate) async fn print_app_summary(session: &Session, app: &App) -> anyhow::Result<()> {
+    let client = session.client();
     let routes = client
         .app_routes(&app.guid)
         .await
@@ -308,7 +309,7 @@ pub(crate) async fn app(args: AppArgs) -> anyhow::Result<()> {
         session.user()
     );
     let app = find_app(&session, &space, &args.name).await?;
-    print_app_summary(session.client(), &app).await?;
+    print_app_summary(&session, &app).await?;
     session.keep_tokens();
     Ok(())
 }
@@ -322,7 +323,7 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     let app = find_app(&session, &space, &args.name).await?;
     let client = session.client();
     if args.instances.is_none() && memory.is_none() && disk.is_none() {
-        print_app_summary(client, &app).await?;
+        print_app_summary(&session, &app).await?;
         session.keep_tokens();
         return Ok(());
     }
@@ -344,8 +345,12 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    let process = client
+        .process(&app.guid, "web")
+        .await
+        .or_explain(format!("cannot read the web process of app {}", app.name))?;
     client
-        .scale(&app.guid, "web", args.instances, memory, disk)
+        .scale(&process.guid, args.instances, memory, disk)
         .await
         .or_explain(format!("cannot scale app {}", app.name))?;
     if needs_restart {
@@ -361,7 +366,7 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
         .app(&app.guid)
         .await
         .or_explain(format!("cannot read app {}", app.name))?;
-    print_app_summary(client, &app).await?;
+    print_app_summary(&session, &app).await?;
     session.keep_tokens();
     Ok(())
 }
@@ -405,7 +410,7 @@ async fn start_or_restart(args: AppArgs, restart: bool) -> anyhow::Result<()> {
     ))?;
     println!("Waiting for app {} to start...\n", app.name);
     wait_running(client, &app, START_TIMEOUT).await?;
-    print_app_summary(client, &app).await?;
+    print_app_summary(&session, &app).await?;
     session.keep_tokens();
     Ok(())
 }

@@ -92,6 +92,11 @@ pub(crate) async fn login(args: LoginArgs) -> anyhow::Result<()> {
         user: Some(username),
         org: None,
         space: None,
+        // The router of the same platform stays known across logins.
+        router_url: saved
+            .router_url
+            .clone()
+            .filter(|_| saved.endpoints.as_ref().map(|e| e.api.as_str()) == Some(api.as_str())),
     };
     let orgs = client
         .organizations(None)

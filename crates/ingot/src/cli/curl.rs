@@ -64,10 +64,11 @@ pub(crate) async fn curl(args: CurlArgs) -> anyhow::Result<()> {
         .await
         .or_explain(format!("{method} {path}"))?;
     session.keep_tokens();
-    // JSON is printed indented, as cf does; anything else as it came.
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or(text)),
-        Err(_) => print!("{text}"),
+    // The body as it came, as cf curl prints it.
+    if text.ends_with('\n') || text.is_empty() {
+        print!("{text}");
+    } else {
+        println!("{text}");
     }
     if args.fail && status >= 400 {
         return Err(anyhow!("{method} {path} answered HTTP {status}"));

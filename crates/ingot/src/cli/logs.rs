@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Args;
 use ingot_client::logcache::{now_nanos, LogTail};
 
@@ -46,6 +47,10 @@ pub(crate) async fn logs(args: LogsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut tail = LogTail::new(&app.guid, now_nanos());
+    // One listener for the whole tail, so that a Ctrl-C arriving while a
+    // read is under way is not lost.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")?;
     loop {
         let lines = tail
             .poll(client)
@@ -55,7 +60,7 @@ pub(crate) async fn logs(args: LogsArgs) -> anyhow::Result<()> {
             println!("{}", env.format_line(&chrono::Local));
         }
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = tokio::time::sleep(TAIL_INTERVAL) => {}
         }
     }

@@ -83,43 +83,22 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 /// targets the first org and space (by name), and saves the configuration
 /// where `ingot` commands read it.
 pub async fn login_local(api_url: &str, username: &str, password: &str) -> anyhow::Result<()> {
-    let client = Client::connect(api_url)
+    let config = Config::login_first_target(api_url, username, password)
         .await
-        .with_context(|| format!("cannot reach the API at {api_url}"))?;
-    client
-        .login(username, password)
-        .await
-        .with_context(|| format!("cannot log in to {api_url} as {username}"))?;
-    let mut config = Config {
-        endpoints: Some(client.endpoints().clone()),
-        tokens: client.tokens(),
-        user: Some(username.to_string()),
-        org: None,
-        space: None,
-    };
-    let org = client
-        .organizations(None)
-        .await
-        .context("cannot list the organizations")?
-        .into_iter()
-        .next();
-    if let Some(org) = org {
-        let space = client
-            .spaces(&org.guid, None)
-            .await
-            .with_context(|| format!("cannot list the spaces of org {}", org.name))?
-            .into_iter()
-            .next();
-        config.org = Some(Target {
-            guid: org.guid,
-            name: org.name,
-        });
-        config.space = space.map(|s| Target {
-            guid: s.guid,
-            name: s.name,
-        });
-    }
+        .map_err(|e| anyhow!("cannot log the CLI in to {api_url} as {username}: {e}"))?;
     let path = config_path();
+    config
+        .save(&path)
+        .with_context(|| format!("cannot save the CLI configuration to {}", path.display()))
+}
+
+/// Remembers where the platform's router listens (e.g. `http://127.0.0.1:8080`)
+/// so that `push` and `app` show routes as URLs through it. `ingot up` calls
+/// this after [`login_local`].
+pub fn remember_router(router_url: &str) -> anyhow::Result<()> {
+    let path = config_path();
+    let mut config = Config::load(&path)?;
+    config.router_url = Some(router_url.to_string());
     config
         .save(&path)
         .with_context(|| format!("cannot save the CLI configuration to {}", path.display()))
@@ -194,6 +173,11 @@ impl Session {
         if self.client.tokens() != self.config.tokens {
             let _ = self.save();
         }
+    }
+
+    /// A route as the URL to open (through the router, when known).
+    pub(crate) fn route_link(&self, route: &str) -> String {
+        self.config.route_link(route)
     }
 
     /// Mutable access to the configuration (for `target`).

@@ -33,25 +33,25 @@ pub struct PushArgs {
     /// The app's name (default: the manifest's).
     name: Option<String>,
     /// The app directory (or a .zip of it); default: the current directory.
-    #[arg(short = 'p')]
+    #[arg(short = 'p', long = "path")]
     path: Option<PathBuf>,
     /// Buildpack: a name, a URL, or a local directory or .zip; repeatable.
-    #[arg(short = 'b')]
+    #[arg(short = 'b', long = "buildpack")]
     buildpacks: Vec<String>,
     /// Start command.
-    #[arg(short = 'c')]
+    #[arg(short = 'c', long = "start-command")]
     command: Option<String>,
     /// Memory per instance, e.g. 256M or 1G.
-    #[arg(short = 'm')]
+    #[arg(short = 'm', long = "memory")]
     memory: Option<String>,
     /// Disk per instance, e.g. 1G.
-    #[arg(short = 'k')]
+    #[arg(short = 'k', long = "disk")]
     disk: Option<String>,
     /// Number of instances.
-    #[arg(short = 'i')]
+    #[arg(short = 'i', long = "instances")]
     instances: Option<u32>,
     /// Manifest file (default: ./manifest.yml when present).
-    #[arg(short = 'f')]
+    #[arg(short = 'f', long = "manifest")]
     manifest: Option<PathBuf>,
     /// Ignore ./manifest.yml.
     #[arg(long)]
@@ -69,7 +69,7 @@ pub struct PushArgs {
     #[arg(short = 'u', long = "health-check-type")]
     health_check_type: Option<String>,
     /// Seconds an instance may take to become healthy.
-    #[arg(short = 't')]
+    #[arg(short = 't', long = "app-start-timeout")]
     timeout: Option<u32>,
 }
 
@@ -155,7 +155,7 @@ pub(crate) async fn push(args: PushArgs) -> anyhow::Result<()> {
     let package_guid = upload_bits(client, &app, &plan.app_dir).await?;
     if args.no_start {
         println!();
-        print_app_summary(client, &app).await?;
+        print_app_summary(&session, &app).await?;
         session.keep_tokens();
         return Ok(());
     }
@@ -176,7 +176,7 @@ pub(crate) async fn push(args: PushArgs) -> anyhow::Result<()> {
         None => START_TIMEOUT,
     };
     wait_running(client, &app, timeout).await?;
-    print_app_summary(client, &app).await?;
+    print_app_summary(&session, &app).await?;
     session.keep_tokens();
     Ok(())
 }
@@ -324,7 +324,12 @@ async fn resolve_buildpack(client: &Client, spec: &str, cwd: &Path) -> anyhow::R
     if spec.contains("://") {
         return Ok(spec.to_string());
     }
-    let path = cwd.join(spec);
+    // `./bp` reads better as `/cwd/bp` than as `/cwd/./bp`.
+    let path: PathBuf = cwd
+        .join(spec)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
     let is_zip = path.is_file() && spec.ends_with(".zip");
     if !(path.is_dir() || is_zip) {
         return Ok(spec.to_string());

@@ -16,7 +16,10 @@ use std::time::Duration;
 use platform::{leftovers, Platform};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -34,7 +37,10 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn walking_skeleton() {
-    let tmp = tempfile::Builder::new().prefix("ingot-e2e-").tempdir().expect("tempdir");
+    let tmp = tempfile::Builder::new()
+        .prefix("ingot-e2e-")
+        .tempdir()
+        .expect("tempdir");
     let home = tmp.path().join("home");
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).expect("work dir");
@@ -42,7 +48,10 @@ fn walking_skeleton() {
 
     let mut platform = Platform::start(&home);
     let target = platform.cli(&["target"]);
-    assert!(target.contains("admin") && target.contains("main") && target.contains("dev"), "{target}");
+    assert!(
+        target.contains("admin") && target.contains("main") && target.contains("dev"),
+        "{target}"
+    );
 
     push_static_site(&platform);
     push_with_an_independent_client(&platform, &work);
@@ -57,7 +66,10 @@ fn walking_skeleton() {
     slow_start_gets_no_traffic(&platform, &work);
     bad_input_changes_nothing(&platform, &work);
 
-    assert!(!leftovers(&home).is_empty(), "running apps should have mounts, netns, veths and cgroups");
+    assert!(
+        !leftovers(&home).is_empty(),
+        "running apps should have mounts, netns, veths and cgroups"
+    );
     platform.restart();
     for (host, expected) in [
         ("site.apps.localhost", "Hello from a static site"),
@@ -73,12 +85,24 @@ fn walking_skeleton() {
     }
     platform.stop();
     let left = leftovers(&home);
-    assert!(left.is_empty(), "left behind after stopping:\n{}", left.join("\n"));
+    assert!(
+        left.is_empty(),
+        "left behind after stopping:\n{}",
+        left.join("\n")
+    );
 }
 
 fn push_static_site(platform: &Platform) {
-    let out = platform.cli(&["push", "site", "-p", fixture("static-site").to_str().expect("utf-8")]);
-    assert!(out.contains("site.apps.localhost"), "push should end with the app's route:\n{out}");
+    let out = platform.cli(&[
+        "push",
+        "site",
+        "-p",
+        fixture("static-site").to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.contains("site.apps.localhost"),
+        "push should end with the app's route:\n{out}"
+    );
     let body = platform.wait_for_app("site.apps.localhost", "/");
     assert!(body.contains("Hello from a static site on Ingot"), "{body}");
     let (status, _) = platform.get_app("site.apps.localhost", "/missing.html");
@@ -94,7 +118,8 @@ fn push_with_an_independent_client(platform: &Platform, work: &Path) {
     let zip_path = work.join("site.zip");
     support::zip_dir(&fixture("static-site"), &zip_path);
     let credentials: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(platform.home.join("admin-credentials.json")).expect("admin credentials"),
+        &std::fs::read_to_string(platform.home.join("admin-credentials.json"))
+            .expect("admin credentials"),
     )
     .expect("credentials JSON");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/cf_python_push.py");
@@ -143,7 +168,11 @@ fn push_pip_app(platform: &Platform, work: &Path) {
     let dir = work.join("pipapp");
     std::fs::create_dir_all(dir.join("vendor")).expect("vendor dir");
     std::fs::copy(fixture("pip-app").join("app.py"), dir.join("app.py")).expect("app.py");
-    std::fs::copy(fixture("pip-app").join("requirements.txt"), dir.join("requirements.txt")).expect("requirements");
+    std::fs::copy(
+        fixture("pip-app").join("requirements.txt"),
+        dir.join("requirements.txt"),
+    )
+    .expect("requirements");
     support::build_wheel(&fixture("pip-app").join("pkg"), &dir.join("vendor"));
     platform.cli(&["push", "pipapp", "-p", dir.to_str().expect("utf-8")]);
     let body = platform.wait_for_app("pipapp.apps.localhost", "/");
@@ -165,12 +194,32 @@ fn push_custom_buildpack_app(platform: &Platform) {
     // The droplet has Cloud Foundry's layout.
     let guid = platform.app_guid("custom");
     let (_, droplet) = platform.api("GET", &format!("/v3/apps/{guid}/droplets/current"), None);
-    let droplet_guid = droplet["guid"].as_str().expect("current droplet").to_string();
-    let tgz = platform.home.join("blobs").join("droplets").join(format!("{droplet_guid}.tgz"));
-    let listing = Command::new("tar").arg("tzf").arg(&tgz).output().expect("tar");
+    let droplet_guid = droplet["guid"]
+        .as_str()
+        .expect("current droplet")
+        .to_string();
+    let tgz = platform
+        .home
+        .join("blobs")
+        .join("droplets")
+        .join(format!("{droplet_guid}.tgz"));
+    let listing = Command::new("tar")
+        .arg("tzf")
+        .arg(&tgz)
+        .output()
+        .expect("tar");
     let listing = String::from_utf8_lossy(&listing.stdout);
-    for entry in ["./app/greeting.txt", "./app/.profile.d/greeting.sh", "./deps/0/bin/greet", "./staging_info.yml"] {
-        assert!(listing.lines().any(|line| line == entry), "droplet lacks {entry}:\n{listing}");
+    for entry in [
+        "app/greeting.txt",
+        "app/.profile.d/greeting.sh",
+        "deps/0/bin/greet",
+        "staging_info.yml",
+        "profile.d/",
+    ] {
+        let present = listing
+            .lines()
+            .any(|line| line.trim_start_matches("./") == entry);
+        assert!(present, "droplet lacks {entry}:\n{listing}");
     }
 }
 
@@ -178,12 +227,22 @@ fn recent_logs(platform: &Platform) {
     let (status, _) = platform.get_app("probe.apps.localhost", "/logged-request");
     assert_eq!(status, 200);
     let mut logs = String::new();
-    platform.wait_for("the RTR line of the request just made", Duration::from_secs(10), || {
-        logs = platform.cli(&["logs", "probe", "--recent"]);
-        logs.contains("[RTR/") && logs.contains("/logged-request")
-    });
-    assert!(logs.contains("[STG/"), "staging lines in recent logs:\n{logs}");
-    assert!(logs.contains("[APP/PROC/WEB/0]") && logs.contains("probe starting on port"), "app output:\n{logs}");
+    platform.wait_for(
+        "the RTR line of the request just made",
+        Duration::from_secs(10),
+        || {
+            logs = platform.cli(&["logs", "probe", "--recent"]);
+            logs.contains("[RTR/") && logs.contains("/logged-request")
+        },
+    );
+    assert!(
+        logs.contains("[STG/"),
+        "staging lines in recent logs:\n{logs}"
+    );
+    assert!(
+        logs.contains("[APP/PROC/WEB/0]") && logs.contains("probe starting on port"),
+        "app output:\n{logs}"
+    );
 }
 
 fn probe_report(platform: &Platform) -> serde_json::Value {
@@ -198,14 +257,28 @@ fn inside_an_instance(platform: &Platform) {
     assert_eq!(report["shadow_exists"], false, "{report}");
     assert_eq!(report["root_exists"], false, "{report}");
     assert_eq!(report["platform_home_exists"], false, "{report}");
-    assert_eq!(report["hostname"], report["guid"], "hostname is the instance guid: {report}");
+    assert_eq!(
+        report["hostname"], report["guid"],
+        "hostname is the instance guid: {report}"
+    );
     let processes = report["processes"].as_array().expect("processes");
     assert!(
-        processes.iter().all(|p| p.as_str().is_some_and(|p| p.contains("python") || p.is_empty())),
-        "only the app's processes are visible: {report}"
+        processes.iter().all(|p| p.as_str().is_some_and(|p| {
+            p.contains("python")
+                || p.starts_with("/tmp/lifecycle/ingot lifecycle launcher")
+                || p.is_empty()
+        })),
+        "only the app's processes (and its launcher, pid 1) are visible: {report}"
     );
-    assert_eq!(report["egress"], support::GREETING, "egress to a server in another netns: {report}");
-    assert_eq!(report["vcap_application"]["application_name"], "probe", "{report}");
+    assert_eq!(
+        report["egress"],
+        support::GREETING,
+        "egress to a server in another netns: {report}"
+    );
+    assert_eq!(
+        report["vcap_application"]["application_name"], "probe",
+        "{report}"
+    );
 }
 
 fn instance_guids(platform: &Platform, app: &str) -> Vec<(u64, String, String)> {
@@ -230,22 +303,41 @@ fn instance_guids(platform: &Platform, app: &str) -> Vec<(u64, String, String)> 
 /// The host pid of the app process whose environment names `instance_guid`.
 fn app_pid(instance_guid: &str) -> Option<i32> {
     let needle = format!("CF_INSTANCE_GUID={instance_guid}");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-        let environ = std::fs::read(entry.path().join("environ")).ok()?;
-        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        let is_app = String::from_utf8_lossy(&cmdline).contains("python");
-        environ.split(|b| *b == 0).any(|var| var == needle.as_bytes()).then_some(pid).filter(|_| is_app)
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let is_app = String::from_utf8_lossy(&cmdline).contains("python");
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var == needle.as_bytes())
+                .then_some(pid)
+                .filter(|_| is_app)
+        })
 }
 
 fn crash_events(platform: &Platform, app: &str) -> Vec<String> {
     let guid = platform.app_guid(app);
-    let (_, events) =
-        platform.api("GET", &format!("/v3/audit_events?types=audit.app.process.crash&target_guids={guid}"), None);
+    let (_, events) = platform.api(
+        "GET",
+        &format!("/v3/audit_events?types=audit.app.process.crash&target_guids={guid}"),
+        None,
+    );
     events["resources"]
         .as_array()
-        .map(|all| all.iter().map(|e| e["data"]["exit_description"].as_str().unwrap_or("").to_string()).collect())
+        .map(|all| {
+            all.iter()
+                .map(|e| {
+                    e["data"]["exit_description"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -253,13 +345,21 @@ fn crash_and_replace(platform: &Platform) {
     let before = probe_report(platform);
     let old_guid = before["guid"].as_str().expect("instance guid").to_string();
     let pid = app_pid(&old_guid).expect("the probe's process on the host");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill");
-    platform.wait_for("a crash event for the killed instance", Duration::from_secs(30), || {
-        !crash_events(platform, "probe").is_empty()
-    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    platform.wait_for(
+        "a crash event for the killed instance",
+        Duration::from_secs(30),
+        || !crash_events(platform, "probe").is_empty(),
+    );
     let events = crash_events(platform, "probe");
     assert!(
-        events.iter().any(|e| e.contains("Exited with status 137") && !e.contains("out of memory")),
+        events
+            .iter()
+            .any(|e| e.contains("Exited with status 137") && !e.contains("out of memory")),
         "{events:?}"
     );
     let mut after = serde_json::Value::Null;
@@ -273,12 +373,24 @@ fn out_of_memory(platform: &Platform) {
     let before = probe_report(platform);
     let old_guid = before["guid"].as_str().expect("instance guid").to_string();
     let _ = platform.get_app("probe.apps.localhost", "/oom");
-    platform.wait_for("an out-of-memory crash event", Duration::from_secs(60), || {
-        crash_events(platform, "probe").iter().any(|e| e.contains("(out of memory)"))
-    });
-    platform.wait_for("a new instance after the OOM kill", Duration::from_secs(120), || {
-        probe_report(platform)["guid"].as_str().is_some_and(|g| g != old_guid)
-    });
+    platform.wait_for(
+        "an out-of-memory crash event",
+        Duration::from_secs(60),
+        || {
+            crash_events(platform, "probe")
+                .iter()
+                .any(|e| e.contains("(out of memory)"))
+        },
+    );
+    platform.wait_for(
+        "a new instance after the OOM kill",
+        Duration::from_secs(120),
+        || {
+            probe_report(platform)["guid"]
+                .as_str()
+                .is_some_and(|g| g != old_guid)
+        },
+    );
 }
 
 fn scale_to_three(platform: &Platform) {
@@ -293,13 +405,22 @@ fn scale_to_three(platform: &Platform) {
             seen.insert(index.to_string());
         }
     }
-    assert_eq!(seen, ["0", "1", "2"].into_iter().map(String::from).collect(), "round robin reaches every instance");
+    assert_eq!(
+        seen,
+        ["0", "1", "2"].into_iter().map(String::from).collect(),
+        "round robin reaches every instance"
+    );
     let app = platform.cli(&["app", "probe"]);
-    assert!(app.matches("running").count() >= 3 || app.matches("RUNNING").count() >= 3, "{app}");
+    assert!(
+        app.matches("running").count() >= 3 || app.matches("RUNNING").count() >= 3,
+        "{app}"
+    );
     platform.cli(&["scale", "probe", "-i", "1"]);
-    platform.wait_for("scaled back to one instance", Duration::from_secs(60), || {
-        instance_guids(platform, "probe").len() == 1
-    });
+    platform.wait_for(
+        "scaled back to one instance",
+        Duration::from_secs(60),
+        || instance_guids(platform, "probe").len() == 1,
+    );
 }
 
 fn slow_start_gets_no_traffic(platform: &Platform, work: &Path) {
@@ -314,46 +435,70 @@ fn slow_start_gets_no_traffic(platform: &Platform, work: &Path) {
         .spawn()
         .expect("push slow");
     let mut saw_starting_without_traffic = false;
-    platform.wait_for("the slow app's push to finish", Duration::from_secs(180), || {
-        let starting = platform
-            .api("GET", "/v3/apps?names=slow", None)
-            .1["resources"][0]["guid"]
-            .as_str()
-            .is_some()
-            && instance_guids(platform, "slow").iter().any(|(_, state, _)| state == "STARTING");
-        if starting {
-            let (status, _) = platform.get_app("slow.apps.localhost", "/");
-            assert_ne!(status, 200, "a STARTING instance must get no traffic");
-            saw_starting_without_traffic = true;
-        }
-        push.try_wait().expect("wait push").is_some()
-    });
-    assert!(saw_starting_without_traffic, "the slow app was never seen STARTING");
-    assert_eq!(platform.wait_for_app("slow.apps.localhost", "/"), "slow app ready");
+    platform.wait_for(
+        "the slow app's push to finish",
+        Duration::from_secs(180),
+        || {
+            let starting = platform.api("GET", "/v3/apps?names=slow", None).1["resources"][0]
+                ["guid"]
+                .as_str()
+                .is_some()
+                && instance_guids(platform, "slow")
+                    .iter()
+                    .any(|(_, state, _)| state == "STARTING");
+            if starting {
+                let (status, _) = platform.get_app("slow.apps.localhost", "/");
+                assert_ne!(status, 200, "a STARTING instance must get no traffic");
+                saw_starting_without_traffic = true;
+            }
+            push.try_wait().expect("wait push").is_some()
+        },
+    );
+    assert!(
+        saw_starting_without_traffic,
+        "the slow app was never seen STARTING"
+    );
+    assert_eq!(
+        platform.wait_for_app("slow.apps.localhost", "/"),
+        "slow app ready"
+    );
 }
 
 fn bad_input_changes_nothing(platform: &Platform, work: &Path) {
     let client = reqwest::blocking::Client::new();
     // No token, a garbage token.
-    let response = client.get(format!("{}/v3/apps", platform.api_url)).send().expect("request");
+    let response = client
+        .get(format!("{}/v3/apps", platform.api_url))
+        .send()
+        .expect("request");
     assert_eq!(response.status().as_u16(), 401);
     let body: serde_json::Value = response.json().expect("json");
     assert_eq!(body["errors"][0]["code"], 10002, "{body}");
-    let response =
-        client.get(format!("{}/v3/apps", platform.api_url)).bearer_auth("not-a-token").send().expect("request");
+    let response = client
+        .get(format!("{}/v3/apps", platform.api_url))
+        .bearer_auth("not-a-token")
+        .send()
+        .expect("request");
     assert_eq!(response.status().as_u16(), 401);
     let body: serde_json::Value = response.json().expect("json");
     assert_eq!(body["errors"][0]["code"], 1000, "{body}");
     // An expired token signed with the platform's own key.
     let expired = support::expired_token(&platform.home, &platform.api_url);
-    let response = client.get(format!("{}/v3/apps", platform.api_url)).bearer_auth(expired).send().expect("request");
+    let response = client
+        .get(format!("{}/v3/apps", platform.api_url))
+        .bearer_auth(expired)
+        .send()
+        .expect("request");
     assert_eq!(response.status().as_u16(), 401);
     let body: serde_json::Value = response.json().expect("json");
     assert_eq!(body["errors"][0]["code"], 1000, "{body}");
 
     // A duplicate app name.
     let (_, space) = platform.api("GET", "/v3/spaces?names=dev", None);
-    let space_guid = space["resources"][0]["guid"].as_str().expect("space").to_string();
+    let space_guid = space["resources"][0]["guid"]
+        .as_str()
+        .expect("space")
+        .to_string();
     let (status, body) = platform.api(
         "POST",
         "/v3/apps",
@@ -363,7 +508,14 @@ fn bad_input_changes_nothing(platform: &Platform, work: &Path) {
     assert_eq!(body["errors"][0]["code"], 10016, "{body}");
 
     // An unknown buildpack.
-    let err = platform.cli_fails(&["push", "probe", "-p", work.join("probe").to_str().expect("utf-8"), "-b", "no_such_buildpack"]);
+    let err = platform.cli_fails(&[
+        "push",
+        "probe",
+        "-p",
+        work.join("probe").to_str().expect("utf-8"),
+        "-b",
+        "no_such_buildpack",
+    ]);
     assert!(err.contains("no_such_buildpack"), "{err}");
 
     // Hostile and corrupt packages end FAILED and the running app is untouched.
@@ -381,22 +533,37 @@ fn bad_input_changes_nothing(platform: &Platform, work: &Path) {
             .expect("zip file")
             .text("resources", "[]");
         let response = client
-            .post(format!("{}/v3/packages/{package_guid}/upload", platform.api_url))
+            .post(format!(
+                "{}/v3/packages/{package_guid}/upload",
+                platform.api_url
+            ))
             .bearer_auth(platform.token())
             .multipart(form)
             .send()
             .expect("upload");
         let accepted = response.status().is_success();
         let mut state = String::new();
-        platform.wait_for(&format!("the {name} package to fail"), Duration::from_secs(30), || {
-            state = platform.api("GET", &format!("/v3/packages/{package_guid}"), None).1["state"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            !accepted || state == "FAILED" || state == "READY"
-        });
-        assert!(!accepted || state == "FAILED", "{name}: package ended {state}");
+        platform.wait_for(
+            &format!("the {name} package to fail"),
+            Duration::from_secs(30),
+            || {
+                state = platform
+                    .api("GET", &format!("/v3/packages/{package_guid}"), None)
+                    .1["state"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                !accepted || state == "FAILED" || state == "READY"
+            },
+        );
+        assert!(
+            !accepted || state == "FAILED",
+            "{name}: package ended {state}"
+        );
     }
     let report = probe_report(platform);
-    assert_eq!(report["uid"], 2000, "the probe still answers after bad uploads");
+    assert_eq!(
+        report["uid"], 2000,
+        "the probe still answers after bad uploads"
+    );
 }

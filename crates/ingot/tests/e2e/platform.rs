@@ -68,26 +68,37 @@ impl Platform {
             .expect("start ingot up");
         self.child = Some(child);
         let started = Instant::now();
-        self.wait_for("the platform to say it is up and logged the CLI in", Duration::from_secs(120), || {
-            self.log_text().contains("Push an app:")
-        });
+        self.wait_for(
+            "the platform to say it is up and logged the CLI in",
+            Duration::from_secs(120),
+            || self.log_text().contains("Push an app:"),
+        );
         eprintln!("platform up in {:?}", started.elapsed());
     }
 
     /// Stops the platform with SIGTERM and waits for it to exit cleanly.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
-                assert!(status.success(), "ingot up exited with {status}\n{}", self.log_text());
+                assert!(
+                    status.success(),
+                    "ingot up exited with {status}\n{}",
+                    self.log_text()
+                );
                 return;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("ingot up did not stop within 90 s of SIGTERM\n{}", self.log_text());
+                panic!(
+                    "ingot up did not stop within 90 s of SIGTERM\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -107,7 +118,11 @@ impl Platform {
     pub fn wait_for(&self, what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !condition() {
-            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}\n--- platform log ---\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}\n--- platform log ---\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -157,11 +172,15 @@ impl Platform {
     /// Polls the router until `host` answers 200 and returns the body.
     pub fn wait_for_app(&self, host: &str, path: &str) -> String {
         let mut body = String::new();
-        self.wait_for(&format!("{host}{path} to answer 200 through the router"), Duration::from_secs(120), || {
-            let (status, text) = self.get_app(host, path);
-            body = text;
-            status == 200
-        });
+        self.wait_for(
+            &format!("{host}{path} to answer 200 through the router"),
+            Duration::from_secs(120),
+            || {
+                let (status, text) = self.get_app(host, path);
+                body = text;
+                status == 200
+            },
+        );
         body
     }
 
@@ -169,7 +188,8 @@ impl Platform {
     /// for the `cf` client, as the CF CLI asks for it).
     pub fn token(&self) -> String {
         let credentials: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(self.home.join("admin-credentials.json")).expect("admin credentials"),
+            &std::fs::read_to_string(self.home.join("admin-credentials.json"))
+                .expect("admin credentials"),
         )
         .expect("admin credentials are JSON");
         let response: serde_json::Value = reqwest::blocking::Client::new()
@@ -177,21 +197,38 @@ impl Platform {
             .basic_auth("cf", Some(""))
             .form(&[
                 ("grant_type", "password"),
-                ("username", credentials["username"].as_str().expect("username")),
-                ("password", credentials["password"].as_str().expect("password")),
+                (
+                    "username",
+                    credentials["username"].as_str().expect("username"),
+                ),
+                (
+                    "password",
+                    credentials["password"].as_str().expect("password"),
+                ),
             ])
             .send()
             .expect("token request")
             .json()
             .expect("token JSON");
-        response["access_token"].as_str().expect("access_token").to_string()
+        response["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
     }
 
     /// An authenticated API call: (status, JSON body).
-    pub fn api(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let client = reqwest::blocking::Client::new();
         let mut request = client
-            .request(method.parse().expect("method"), format!("{}{path}", self.api_url))
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", self.api_url),
+            )
             .bearer_auth(self.token());
         if let Some(body) = body {
             request = request.json(&body);
@@ -199,12 +236,18 @@ impl Platform {
         let response = request.send().expect("API request");
         let status = response.status().as_u16();
         let text = response.text().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 
     pub fn app_guid(&self, name: &str) -> String {
         let (_, apps) = self.api("GET", &format!("/v3/apps?names={name}"), None);
-        apps["resources"][0]["guid"].as_str().unwrap_or_else(|| panic!("no app {name}: {apps}")).to_string()
+        apps["resources"][0]["guid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no app {name}: {apps}"))
+            .to_string()
     }
 }
 
@@ -231,13 +274,22 @@ impl Drop for Platform {
 /// `*.localhost`, so like them we connect to the router and send `Host`).
 pub fn http_get(addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw).to_string();
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -246,18 +298,29 @@ pub fn http_get(addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String
 pub fn leftovers(home: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let home = home.to_string_lossy().to_string();
-    for line in std::fs::read_to_string("/proc/mounts").unwrap_or_default().lines() {
+    for line in std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+    {
         if line.contains(&home) {
             found.push(format!("mount: {line}"));
         }
     }
-    let netns = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
+    let netns = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
     for line in String::from_utf8_lossy(&netns).lines() {
         if line.starts_with(PREFIX) {
             found.push(format!("netns: {line}"));
         }
     }
-    let links = Command::new("ip").args(["-o", "link", "show"]).output().map(|o| o.stdout).unwrap_or_default();
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
     for line in String::from_utf8_lossy(&links).lines() {
         let name = line.split(':').nth(1).unwrap_or("").trim();
         if name.starts_with(PREFIX) {

@@ -31,14 +31,32 @@ fn ip(args: &[&str]) {
 
 impl EgressServer {
     pub fn start() -> Self {
-        let _ = Command::new("ip").args(["netns", "del", NETNS]).stderr(Stdio::null()).status();
-        let _ = Command::new("ip").args(["link", "del", HOST_VETH]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", NETNS])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", HOST_VETH])
+            .stderr(Stdio::null())
+            .status();
         ip(&["netns", "add", NETNS]);
-        ip(&["link", "add", HOST_VETH, "type", "veth", "peer", "name", NS_VETH]);
+        ip(&[
+            "link", "add", HOST_VETH, "type", "veth", "peer", "name", NS_VETH,
+        ]);
         ip(&["link", "set", NS_VETH, "netns", NETNS]);
         ip(&["addr", "add", "10.251.0.1/30", "dev", HOST_VETH]);
         ip(&["link", "set", HOST_VETH, "up"]);
-        ip(&["netns", "exec", NETNS, "ip", "addr", "add", "10.251.0.2/30", "dev", NS_VETH]);
+        ip(&[
+            "netns",
+            "exec",
+            NETNS,
+            "ip",
+            "addr",
+            "add",
+            "10.251.0.2/30",
+            "dev",
+            NS_VETH,
+        ]);
         ip(&["netns", "exec", NETNS, "ip", "link", "set", NS_VETH, "up"]);
         ip(&["netns", "exec", NETNS, "ip", "link", "set", "lo", "up"]);
         let script = format!(
@@ -74,7 +92,10 @@ impl Drop for EgressServer {
         let _ = self.server.kill();
         let _ = self.server.wait();
         let _ = Command::new("ip").args(["netns", "del", NETNS]).status();
-        let _ = Command::new("ip").args(["link", "del", HOST_VETH]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", HOST_VETH])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -84,22 +105,32 @@ pub fn build_wheel(pkg: &Path, out_dir: &Path) {
     let init = std::fs::read(pkg.join("hellolib").join("__init__.py")).expect("package source");
     let files: Vec<(&str, Vec<u8>)> = vec![
         ("hellolib/__init__.py", init),
-        ("hellolib-1.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: hellolib\nVersion: 1.0\n".to_vec()),
+        (
+            "hellolib-1.0.dist-info/METADATA",
+            b"Metadata-Version: 2.1\nName: hellolib\nVersion: 1.0\n".to_vec(),
+        ),
         (
             "hellolib-1.0.dist-info/WHEEL",
-            b"Wheel-Version: 1.0\nGenerator: ingot-e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_vec(),
+            b"Wheel-Version: 1.0\nGenerator: ingot-e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+                .to_vec(),
         ),
     ];
     let mut record = String::new();
     for (name, data) in &files {
-        let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(data));
+        let digest =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(data));
         record.push_str(&format!("{name},sha256={digest},{}\n", data.len()));
     }
     record.push_str("hellolib-1.0.dist-info/RECORD,,\n");
-    let file = std::fs::File::create(out_dir.join("hellolib-1.0-py3-none-any.whl")).expect("wheel file");
+    let file =
+        std::fs::File::create(out_dir.join("hellolib-1.0-py3-none-any.whl")).expect("wheel file");
     let mut zip = zip::ZipWriter::new(file);
     let options = zip::write::SimpleFileOptions::default();
-    for (name, data) in files.iter().map(|(n, d)| (*n, d.as_slice())).chain([("hellolib-1.0.dist-info/RECORD", record.as_bytes())]) {
+    for (name, data) in files
+        .iter()
+        .map(|(n, d)| (*n, d.as_slice()))
+        .chain([("hellolib-1.0.dist-info/RECORD", record.as_bytes())])
+    {
         zip.start_file(name, options).expect("wheel entry");
         zip.write_all(data).expect("wheel data");
     }
@@ -110,7 +141,10 @@ pub fn build_wheel(pkg: &Path, out_dir: &Path) {
 pub fn expired_token(home: &Path, api_url: &str) -> String {
     let pem = std::fs::read(home.join("keys").join("token-signing.pem")).expect("signing key");
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("RSA key");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
     let claims = serde_json::json!({
         "jti": "expired", "sub": "admin", "user_id": "admin", "user_name": "admin",
         "client_id": "cf", "cid": "cf", "scope": ["cloud_controller.admin"],
@@ -159,7 +193,8 @@ pub fn hostile_zips(work: &Path) -> Vec<(&'static str, PathBuf)> {
         (
             "symlink-out",
             write_zip("symlink.zip", &|zip| {
-                zip.add_symlink("escape", "../../../../etc/passwd", options).expect("symlink");
+                zip.add_symlink("escape", "../../../../etc/passwd", options)
+                    .expect("symlink");
             }),
         ),
     ]
@@ -171,8 +206,10 @@ pub fn zip_dir(dir: &Path, out: &Path) {
     let options = zip::write::SimpleFileOptions::default();
     for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
         if entry.path().is_file() {
-            zip.start_file(entry.file_name().to_string_lossy(), options).expect("entry");
-            zip.write_all(&std::fs::read(entry.path()).expect("read")).expect("write");
+            zip.start_file(entry.file_name().to_string_lossy(), options)
+                .expect("entry");
+            zip.write_all(&std::fs::read(entry.path()).expect("read"))
+                .expect("write");
         }
     }
     zip.finish().expect("finish zip");

@@ -1,0 +1,78 @@
+//! Lists of resources Ingot does not have yet (services, tasks, sidecars,
+//! deployments, roles…): they answer an empty page instead of a 404, so
+//! clients that look them up on the way (the cf CLI's `push`, `app`,
+//! `delete`) keep working.
+
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+
+use serde_json::json;
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::{ok, ListParams};
+use crate::Api;
+
+pub(crate) fn routes() -> Router<Api> {
+    let mut router = Router::new();
+    for path in [
+        "/v3/service_instances",
+        "/v3/service_credential_bindings",
+        "/v3/service_route_bindings",
+        "/v3/service_offerings",
+        "/v3/service_plans",
+        "/v3/service_brokers",
+        "/v3/deployments",
+        "/v3/tasks",
+        "/v3/security_groups",
+        "/v3/roles",
+        "/v3/apps/{guid}/tasks",
+        "/v3/apps/{guid}/sidecars",
+        "/v3/apps/{guid}/revisions",
+        "/v3/feature_flags",
+        "/v3/isolation_segments",
+        "/v3/organization_quotas",
+        "/v3/space_quotas",
+        "/v3/users",
+    ] {
+        router = router.route(path, get(empty));
+    }
+    router
+        .route(
+            "/v3/organizations/{guid}/relationships/default_isolation_segment",
+            get(no_relation),
+        )
+        .route(
+            "/v3/spaces/{guid}/relationships/isolation_segment",
+            get(no_relation),
+        )
+        .route("/v3/environment_variable_groups/{name}", get(env_group))
+}
+
+/// A to-one relationship that is not set (isolation segments).
+async fn no_relation(State(api): State<Api>, OriginalUri(uri): OriginalUri) -> Response {
+    ok(json!({"data": null, "links": {"self": {"href": api.url(uri.path())}}}))
+}
+
+/// The running and staging environment variable groups: empty in Ingot.
+async fn env_group(State(api): State<Api>, Path(name): Path<String>) -> ApiResult<Response> {
+    if name != "running" && name != "staging" {
+        return Err(ApiError::not_found("Environment variable group"));
+    }
+    Ok(ok(json!({
+        "updated_at": null,
+        "name": name,
+        "var": {},
+        "links": {"self": {"href": api.url(&format!("/v3/environment_variable_groups/{name}"))}},
+    })))
+}
+
+async fn empty(
+    State(api): State<Api>,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let params = ListParams::parse_lenient(q.as_deref())?;
+    Ok(ok(params.envelope(&api, uri.path(), 0, Vec::new())))
+}
