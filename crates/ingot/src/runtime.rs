@@ -33,19 +33,16 @@ impl ingot_api::Runtime for SchedulerRuntime {
         let mut buildpacks = Vec::new();
         for reference in chosen {
             match reference {
-                BuildpackRef::Builtin(name) => buildpacks.push(BuildpackSource::Builtin(name.clone())),
-                BuildpackRef::Uploaded { name, blob_key } => buildpacks.push(BuildpackSource::Zip {
-                    name: name.clone(),
-                    blob_key: blob_key.clone(),
-                }),
-                BuildpackRef::Url(url) => {
-                    return Err(StageFailure {
-                        code: "StagingError".into(),
-                        message: format!(
-                            "buildpack URLs are not supported yet ({url}); upload it with `ingot push -b DIR` or as an admin buildpack"
-                        ),
+                BuildpackRef::Builtin(name) => {
+                    buildpacks.push(BuildpackSource::Builtin(name.clone()))
+                }
+                BuildpackRef::Uploaded { name, blob_key } => {
+                    buildpacks.push(BuildpackSource::Zip {
+                        name: name.clone(),
+                        blob_key: blob_key.clone(),
                     })
                 }
+                BuildpackRef::Url(url) => buildpacks.push(BuildpackSource::Url(url.clone())),
             }
         }
         let staging = StagingRequest {

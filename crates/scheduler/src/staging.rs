@@ -63,7 +63,12 @@ pub enum BuildpackSource {
         /// Its blob key.
         blob_key: String,
     },
+    /// A zip downloaded over HTTP(S) when staging starts.
+    Url(String),
 }
+
+/// The largest buildpack zip a URL may deliver.
+const MAX_BUILDPACK_DOWNLOAD: u64 = 512 * 1024 * 1024;
 
 /// A staged droplet.
 #[derive(Debug, Clone, PartialEq)]
@@ -331,26 +336,102 @@ async fn resolve_buildpacks(
             }
             BuildpackSource::Zip { name, blob_key } => {
                 let zip = dir.join(format!("buildpack-{position}.zip"));
-                let target = dir.join(format!("buildpack-{position}"));
                 cell.blobs
                     .get_to_file(blob_key, &zip)
                     .await
                     .map_err(|err| {
                         StagingFailure::staging(format!("downloading buildpack {name}: {err}"))
                     })?;
-                let (zip2, target2) = (zip.clone(), target.clone());
-                tokio::task::spawn_blocking(move || ingot_lifecycle::unpack_zip(&zip2, &target2))
-                    .await
-                    .map_err(|err| StagingFailure::staging(err.to_string()))?
-                    .map_err(|err| {
-                        StagingFailure::staging(format!("unpacking buildpack {name}: {err}"))
-                    })?;
-                let _ = tokio::fs::remove_file(&zip).await;
-                resolved.push((safe_name(name, position), buildpack_root(&target)));
+                let root = unpack_buildpack(&zip, &dir.join(format!("buildpack-{position}")), name)
+                    .await?;
+                resolved.push((safe_name(name, position), root));
+            }
+            BuildpackSource::Url(url) => {
+                cell.logs.emit(Envelope::log(
+                    &request.app_guid,
+                    "0",
+                    "STG",
+                    format!("Downloading buildpack {url}..."),
+                    LogKind::Out,
+                ));
+                let zip = dir.join(format!("buildpack-{position}.zip"));
+                download(url, &zip).await?;
+                let root =
+                    unpack_buildpack(&zip, &dir.join(format!("buildpack-{position}")), url).await?;
+                resolved.push((safe_name(&url_name(url), position), root));
             }
         }
     }
     Ok(resolved)
+}
+
+/// Unpacks a buildpack zip (refusing entries that leave `target`) and
+/// returns the directory that holds its `bin/`.
+async fn unpack_buildpack(
+    zip: &Path,
+    target: &Path,
+    name: &str,
+) -> Result<PathBuf, StagingFailure> {
+    let (zip2, target2) = (zip.to_path_buf(), target.to_path_buf());
+    tokio::task::spawn_blocking(move || ingot_lifecycle::unpack_zip(&zip2, &target2))
+        .await
+        .map_err(|err| StagingFailure::staging(err.to_string()))?
+        .map_err(|err| StagingFailure::staging(format!("unpacking buildpack {name}: {err}")))?;
+    let _ = tokio::fs::remove_file(zip).await;
+    Ok(buildpack_root(target))
+}
+
+/// Downloads a buildpack zip, refusing anything but a successful answer of
+/// bounded size.
+async fn download(url: &str, dest: &Path) -> Result<(), StagingFailure> {
+    use tokio::io::AsyncWriteExt;
+    let fail = |what: String| StagingFailure {
+        code: "BuildpackCompileFailed".into(),
+        message: format!("cannot download buildpack {url}: {what}"),
+    };
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(600))
+        .build()
+        .map_err(|err| fail(err.to_string()))?;
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|err| fail(err.to_string()))?;
+    if !response.status().is_success() {
+        return Err(fail(format!("the server answered {}", response.status())));
+    }
+    let mut file = tokio::fs::File::create(dest)
+        .await
+        .map_err(|err| fail(err.to_string()))?;
+    let mut written = 0u64;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| fail(err.to_string()))?
+    {
+        written += chunk.len() as u64;
+        if written > MAX_BUILDPACK_DOWNLOAD {
+            return Err(fail(format!("larger than {MAX_BUILDPACK_DOWNLOAD} bytes")));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|err| fail(err.to_string()))?;
+    }
+    file.flush().await.map_err(|err| fail(err.to_string()))?;
+    Ok(())
+}
+
+/// A buildpack's name from its URL: the last path segment without `.zip`.
+fn url_name(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("buildpack");
+    last.trim_end_matches(".zip").to_string()
 }
 
 /// A zip made of a directory often holds that directory as its only entry;

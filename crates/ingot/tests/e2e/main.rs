@@ -58,6 +58,7 @@ fn walking_skeleton() {
     push_probe(&platform, &work, &egress);
     push_pip_app(&platform, &work);
     push_custom_buildpack_app(&platform);
+    push_with_a_buildpack_url(&platform, &work);
     recent_logs(&platform);
     inside_an_instance(&platform);
     crash_and_replace(&platform);
@@ -80,7 +81,9 @@ fn walking_skeleton() {
         assert!(body.contains(expected), "{host} after restart: {body}");
     }
 
-    for app in ["site", "pysite", "probe", "pipapp", "custom", "slow"] {
+    for app in [
+        "site", "pysite", "probe", "pipapp", "custom", "urlbp", "slow",
+    ] {
         platform.cli(&["delete", app, "-f"]);
     }
     platform.stop();
@@ -221,6 +224,28 @@ fn push_custom_buildpack_app(platform: &Platform) {
             .any(|line| line.trim_start_matches("./") == entry);
         assert!(present, "droplet lacks {entry}:\n{listing}");
     }
+}
+
+/// `-b URL`: the cell downloads the zip and runs it through the same contract.
+fn push_with_a_buildpack_url(platform: &Platform, work: &Path) {
+    let served = work.join("served");
+    std::fs::create_dir_all(&served).expect("served dir");
+    support::zip_tree(
+        &fixture("custom-buildpack"),
+        &served.join("greeting-buildpack.zip"),
+    );
+    let server = support::FileServer::start(&served);
+    let url = format!("http://127.0.0.1:{}/greeting-buildpack.zip", server.port);
+    platform.cli(&[
+        "push",
+        "urlbp",
+        "-p",
+        fixture("custom-app").to_str().expect("utf-8"),
+        "-b",
+        &url,
+    ]);
+    let body = platform.wait_for_app("urlbp.apps.localhost", "/");
+    assert_eq!(body, "custom buildpack app / set by .profile.d");
 }
 
 fn recent_logs(platform: &Platform) {

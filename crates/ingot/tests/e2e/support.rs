@@ -214,3 +214,76 @@ pub fn zip_dir(dir: &Path, out: &Path) {
     }
     zip.finish().expect("finish zip");
 }
+
+/// Zips a directory tree keeping file modes (a buildpack's `bin/` scripts
+/// must stay executable).
+pub fn zip_tree(dir: &Path, out: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fn add(zip: &mut zip::ZipWriter<std::fs::File>, root: &Path, dir: &Path) {
+        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let path = entry.path();
+            let name = path
+                .strip_prefix(root)
+                .expect("inside root")
+                .to_string_lossy()
+                .to_string();
+            let mode = entry.metadata().expect("metadata").permissions().mode();
+            let options = zip::write::SimpleFileOptions::default().unix_permissions(mode);
+            if path.is_dir() {
+                zip.add_directory(name, options).expect("dir entry");
+                add(zip, root, &path);
+            } else {
+                zip.start_file(name, options).expect("entry");
+                zip.write_all(&std::fs::read(&path).expect("read"))
+                    .expect("write");
+            }
+        }
+    }
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(out).expect("zip file"));
+    add(&mut zip, dir, dir);
+    zip.finish().expect("finish zip");
+}
+
+/// A static file server on loopback for a directory (a buildpack "URL").
+pub struct FileServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl FileServer {
+    pub fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a file server");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "the file server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        FileServer { child, port }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
