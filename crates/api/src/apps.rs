@@ -12,7 +12,9 @@ use serde_json::{json, Map, Value};
 use sqlx::SqliteConnection;
 
 use crate::error::{ApiError, ApiResult};
-use crate::http::{accepted_job, created, ok, parse_json, ListParams};
+use crate::http::{
+    accepted_job, created, ok, page_response, parse_json, require, show, ListParams, Parent,
+};
 use crate::model::{
     new_guid, now, App, Build, Buildpack, Desired, Domain, Droplet, EventParty, Job, Metadata, Org,
     Package, Process, Route, Space,
@@ -38,7 +40,7 @@ pub(crate) fn routes() -> Router<Api> {
         .route("/v3/apps", get(list_apps).post(create_app))
         .route(
             "/v3/apps/{guid}",
-            get(get_app).patch(update_app).delete(delete_app),
+            get(show::<App>).patch(update_app).delete(delete_app),
         )
         .route("/v3/apps/{guid}/actions/start", post(start))
         .route("/v3/apps/{guid}/actions/stop", post(stop))
@@ -58,6 +60,11 @@ pub(crate) fn routes() -> Router<Api> {
         .route("/v3/apps/{guid}/features/{name}", get(app_feature))
 }
 
+impl Parent for App {
+    const NAME: &'static str = "apps";
+    const KEY: &'static str = "app_guid";
+}
+
 fn feature_json(api: &Api, name: &str) -> ApiResult<Value> {
     match name {
         "ssh" => Ok(json!({
@@ -75,10 +82,7 @@ fn feature_json(api: &Api, name: &str) -> ApiResult<Value> {
 }
 
 async fn app_features(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    {
-        let mut c = api.inner.pool.acquire().await?;
-        store::fetch::<App>(&mut c, &guid).await?;
-    }
+    require::<App>(&api, &guid).await?;
     let resources = vec![feature_json(&api, "ssh")?, feature_json(&api, "revisions")?];
     let params = ListParams::parse(None, &[], &[])?;
     Ok(ok(params.envelope(
@@ -93,14 +97,12 @@ async fn app_feature(
     State(api): State<Api>,
     Path((guid, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    store::fetch::<App>(&mut c, &guid).await?;
+    require::<App>(&api, &guid).await?;
     Ok(ok(feature_json(&api, &name)?))
 }
 
 async fn ssh_enabled(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    store::fetch::<App>(&mut c, &guid).await?;
+    require::<App>(&api, &guid).await?;
     let enabled = api.inner.config.ssh_endpoint.is_some();
     let reason = if enabled {
         ""
@@ -300,10 +302,6 @@ async fn create_app(
     };
     validate_buildpacks(&mut tx, &buildpacks).await?;
     let stack = resolve_stack(&mut tx, stack_name.as_deref(), &mut Vec::new()).await?;
-    let mut metadata = Metadata::default();
-    if let Some(m) = &req.metadata {
-        metadata.merge(m);
-    }
     let app = insert_app(
         &mut tx,
         &p,
@@ -312,68 +310,40 @@ async fn create_app(
         buildpacks,
         stack,
         req.environment_variables.unwrap_or_default(),
-        metadata,
+        Metadata::from_request(req.metadata.as_ref()),
     )
     .await?;
     tx.commit().await?;
     Ok(created(app.json(&api.inner.config.external_url)))
 }
 
+/// The guids of the spaces of these organizations (`organization_guids=`).
+pub(crate) async fn spaces_of(c: &mut SqliteConnection, orgs: Vec<String>) -> ApiResult<Vec<String>> {
+    let spaces: Vec<Space> = store::find(c, &Query::new().any_of("org_guid", orgs)).await?;
+    Ok(spaces.into_iter().map(|s| s.guid).collect())
+}
+
 async fn list_apps(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let params = ListParams::parse(
-        q.as_deref(),
-        &[
-            "names",
-            "guids",
-            "space_guids",
-            "organization_guids",
-            "stacks",
-            "lifecycle_type",
-        ],
-        &["name", "state"],
-    )?;
-    let mut query = Query::new();
-    for (param, field) in [
+    const FILTERS: &[(&str, &str)] = &[
         ("names", "name"),
         ("guids", "guid"),
         ("space_guids", "space_guid"),
         ("stacks", "stack"),
-    ] {
-        if let Some(v) = params.filter(param) {
-            query = query.any_of(field, v);
-        }
-    }
+    ];
+    let mut names = ListParams::names(FILTERS);
+    names.extend(["organization_guids", "lifecycle_type"]);
+    let params = ListParams::parse(q.as_deref(), &names, &["name", "state"])?;
+    let mut query = params.narrow(Query::new(), FILTERS);
     let mut c = api.inner.pool.acquire().await?;
     if let Some(orgs) = params.filter("organization_guids") {
-        let spaces: Vec<Space> =
-            store::find(&mut c, &Query::new().any_of("org_guid", orgs)).await?;
-        query = query.any_of("space_guid", spaces.into_iter().map(|s| s.guid).collect());
+        query = query.any_of("space_guid", spaces_of(&mut c, orgs).await?);
     }
     if let Some(types) = params.filter("lifecycle_type") {
         if !types.iter().any(|t| t == "buildpack") {
             query = query.any_of("guid", Vec::new());
         }
     }
-    if let Some((field, desc)) = &params.order {
-        query = query.order(field, *desc);
-    }
-    let (apps, total) = store::page::<App>(&mut c, &query, params.page, params.per_page).await?;
-    let base = &api.inner.config.external_url;
-    let resources = apps.iter().map(|a| a.json(base)).collect();
-    let body = params.envelope(&api, "/v3/apps", total, resources);
-    Ok(ok(crate::http::with_included(
-        &api,
-        &mut c,
-        q.as_deref(),
-        body,
-    )
-    .await?))
-}
-
-async fn get_app(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let app: App = store::fetch(&mut c, &guid).await?;
-    Ok(ok(app.json(&api.inner.config.external_url)))
+    page_response::<App>(&api, &mut c, q.as_deref(), &params, "/v3/apps", &query).await
 }
 
 async fn update_app(
@@ -472,8 +442,7 @@ async fn delete_app(
         json!({"request": {"recursive": true}}),
     )
     .await?;
-    let mut job = Job::new("app.delete", None);
-    job.state = "COMPLETE".into();
+    let job = Job::completed("app.delete", None);
     store::insert(&mut tx, &job).await?;
     tx.commit().await?;
     for pr in &processes {
@@ -575,18 +544,20 @@ pub(crate) async fn start_in_tx(
     let mut desired = Vec::new();
     for process in processes {
         let dp = desired_process(c, &app, &space, &org, &droplet, &process).await?;
-        store::put(
-            c,
-            &Desired {
-                guid: process.guid.clone(),
-                app_guid: app.guid.clone(),
-                process: dp.clone(),
-            },
-        )
-        .await?;
-        desired.push(dp);
+        desired.push(record_desired(c, dp).await?);
     }
     Ok(desired)
+}
+
+/// Stores what a process was last told to desire (for `resume`).
+async fn record_desired(c: &mut SqliteConnection, dp: DesiredProcess) -> ApiResult<DesiredProcess> {
+    let record = Desired {
+        guid: dp.process_guid.clone(),
+        app_guid: dp.app_guid.clone(),
+        process: dp,
+    };
+    store::put(c, &record).await?;
+    Ok(record.process)
 }
 
 /// Marks the app stopped and forgets its desired state, in the caller's
@@ -603,9 +574,42 @@ async fn stop_in_tx(c: &mut SqliteConnection, app_guid: &str) -> ApiResult<Vec<S
     Ok(processes.into_iter().map(|p| p.guid).collect())
 }
 
-async fn app_response(api: &Api, guid: &str) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let app: App = store::fetch(&mut c, guid).await?;
+/// What an app action does to the runtime, in this order.
+struct Action {
+    /// Removes the running instances.
+    stop: bool,
+    /// Desires the processes again (new instances).
+    start: bool,
+    /// The audit event, e.g. `audit.app.start`.
+    event: &'static str,
+    /// The verb of the `API` log line, e.g. `Starting`.
+    verb: &'static str,
+}
+
+async fn act(api: &Api, p: &Principal, guid: &str, action: Action) -> ApiResult<Response> {
+    let mut tx = store::begin(&api.inner.pool).await?;
+    let removed = if action.stop {
+        stop_in_tx(&mut tx, guid).await?
+    } else {
+        Vec::new()
+    };
+    let desired = if action.start {
+        start_in_tx(&mut tx, guid).await?
+    } else {
+        Vec::new()
+    };
+    let app: App = store::fetch(&mut tx, guid).await?;
+    audit_app(&mut tx, action.event, p, &app, json!({})).await?;
+    tx.commit().await?;
+    api.api_log(guid, &format!("{} app with guid {guid}", action.verb));
+    // Remove first so a restart's instances are new (new instance guids),
+    // as a CF restart gives.
+    for g in removed {
+        api.inner.runtime.remove(&g).await;
+    }
+    for dp in desired {
+        api.inner.runtime.desire(dp).await;
+    }
     Ok(ok(app.json(&api.inner.config.external_url)))
 }
 
@@ -614,16 +618,13 @@ async fn start(
     Extension(p): Extension<Principal>,
     Path(guid): Path<String>,
 ) -> ApiResult<Response> {
-    let mut tx = store::begin(&api.inner.pool).await?;
-    let desired = start_in_tx(&mut tx, &guid).await?;
-    let app: App = store::fetch(&mut tx, &guid).await?;
-    audit_app(&mut tx, "audit.app.start", &p, &app, json!({})).await?;
-    tx.commit().await?;
-    api.api_log(&guid, &format!("Starting app with guid {guid}"));
-    for dp in desired {
-        api.inner.runtime.desire(dp).await;
-    }
-    app_response(&api, &guid).await
+    let action = Action {
+        stop: false,
+        start: true,
+        event: "audit.app.start",
+        verb: "Starting",
+    };
+    act(&api, &p, &guid, action).await
 }
 
 async fn stop(
@@ -631,16 +632,13 @@ async fn stop(
     Extension(p): Extension<Principal>,
     Path(guid): Path<String>,
 ) -> ApiResult<Response> {
-    let mut tx = store::begin(&api.inner.pool).await?;
-    let removed = stop_in_tx(&mut tx, &guid).await?;
-    let app: App = store::fetch(&mut tx, &guid).await?;
-    audit_app(&mut tx, "audit.app.stop", &p, &app, json!({})).await?;
-    tx.commit().await?;
-    api.api_log(&guid, &format!("Stopping app with guid {guid}"));
-    for g in removed {
-        api.inner.runtime.remove(&g).await;
-    }
-    app_response(&api, &guid).await
+    let action = Action {
+        stop: true,
+        start: false,
+        event: "audit.app.stop",
+        verb: "Stopping",
+    };
+    act(&api, &p, &guid, action).await
 }
 
 async fn restart(
@@ -648,22 +646,13 @@ async fn restart(
     Extension(p): Extension<Principal>,
     Path(guid): Path<String>,
 ) -> ApiResult<Response> {
-    let mut tx = store::begin(&api.inner.pool).await?;
-    let removed = stop_in_tx(&mut tx, &guid).await?;
-    let desired = start_in_tx(&mut tx, &guid).await?;
-    let app: App = store::fetch(&mut tx, &guid).await?;
-    audit_app(&mut tx, "audit.app.restart", &p, &app, json!({})).await?;
-    tx.commit().await?;
-    api.api_log(&guid, &format!("Restarting app with guid {guid}"));
-    // Remove first so the new instances are new (new instance guids), as a
-    // CF restart gives.
-    for g in removed {
-        api.inner.runtime.remove(&g).await;
-    }
-    for dp in desired {
-        api.inner.runtime.desire(dp).await;
-    }
-    app_response(&api, &guid).await
+    let action = Action {
+        stop: true,
+        start: true,
+        event: "audit.app.restart",
+        verb: "Restarting",
+    };
+    act(&api, &p, &guid, action).await
 }
 
 /// Patches the stored desired state of a started app's processes and hands
@@ -696,16 +685,7 @@ pub(crate) async fn redesire(
         };
         dp.uris = process_uris(&mut tx, &app, &process.kind).await?;
         patch(&mut dp, &process);
-        store::put(
-            &mut tx,
-            &Desired {
-                guid: process.guid.clone(),
-                app_guid: app.guid.clone(),
-                process: dp.clone(),
-            },
-        )
-        .await?;
-        desired.push(dp);
+        desired.push(record_desired(&mut tx, dp).await?);
     }
     tx.commit().await?;
     for dp in desired {

@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 
 use crate::apps::{app_context, audit_app, resolve_buildpacks, validate_buildpacks, Lifecycle};
 use crate::error::{ApiError, ApiResult};
-use crate::http::{accepted_job, created, list, ok, parse_json};
+use crate::http::{
+    accepted_job, below, created, index, list, ok, parse_json, require, show, Listed,
+};
 use crate::model::{
     new_guid, now, App, Build, Buildpack, CreatedBy, Droplet, DropletBuildpack, Job, Metadata,
     Package,
@@ -28,21 +30,24 @@ const STAGING_DISK_MB: u64 = 4096;
 
 pub(crate) fn routes() -> Router<Api> {
     Router::new()
-        .route("/v3/builds", get(list_builds).post(create_build))
-        .route("/v3/builds/{guid}", get(get_build))
-        .route("/v3/apps/{guid}/builds", get(app_builds))
-        .route("/v3/droplets", get(list_droplets))
-        .route("/v3/droplets/{guid}", get(get_droplet))
+        .route("/v3/builds", get(index::<Build>).post(create_build))
+        .route("/v3/builds/{guid}", get(show::<Build>))
+        .route("/v3/apps/{guid}/builds", get(below::<App, Build>))
+        .route("/v3/droplets", get(index::<Droplet>))
+        .route("/v3/droplets/{guid}", get(show::<Droplet>))
         .route("/v3/droplets/{guid}/download", get(download_droplet))
         .route("/v3/apps/{guid}/droplets", get(app_droplets))
-        .route("/v3/packages/{guid}/droplets", get(package_droplets))
+        .route(
+            "/v3/packages/{guid}/droplets",
+            get(below::<Package, Droplet>),
+        )
         .route(
             "/v3/buildpacks",
-            get(list_buildpacks).post(create_buildpack),
+            get(index::<Buildpack>).post(create_buildpack),
         )
         .route(
             "/v3/buildpacks/{guid}",
-            get(get_buildpack)
+            get(show::<Buildpack>)
                 .patch(update_buildpack)
                 .delete(delete_buildpack),
         )
@@ -50,6 +55,35 @@ pub(crate) fn routes() -> Router<Api> {
             "/v3/buildpacks/{guid}/upload",
             post(upload_buildpack).layer(DefaultBodyLimit::disable()),
         )
+}
+
+/// Builds and droplets filter alike.
+const STAGED_FILTERS: &[(&str, &str)] = &[
+    ("guids", "guid"),
+    ("states", "state"),
+    ("app_guids", "app_guid"),
+    ("package_guids", "package_guid"),
+];
+
+impl Listed for Build {
+    const NAME: &'static str = "builds";
+    const FILTERS: &'static [(&'static str, &'static str)] = STAGED_FILTERS;
+}
+
+impl Listed for Droplet {
+    const NAME: &'static str = "droplets";
+    const FILTERS: &'static [(&'static str, &'static str)] = STAGED_FILTERS;
+}
+
+impl Listed for Buildpack {
+    const NAME: &'static str = "buildpacks";
+    const FILTERS: &'static [(&'static str, &'static str)] =
+        &[("names", "name"), ("stacks", "stack"), ("guids", "guid")];
+    const ORDERS: &'static [&'static str] = &["position"];
+
+    fn base_query() -> Query {
+        Query::new().order("position", false)
+    }
 }
 
 #[derive(Deserialize)]
@@ -98,10 +132,6 @@ async fn create_build(
     }
     let (refs, candidates) = resolve_buildpacks(&mut tx, &buildpacks).await?;
     let at = now();
-    let mut metadata = Metadata::default();
-    if let Some(m) = &req.metadata {
-        metadata.merge(m);
-    }
     let build = Build {
         guid: new_guid(),
         app_guid: app.guid.clone(),
@@ -120,7 +150,7 @@ async fn create_build(
         },
         created_at: at.clone(),
         updated_at: at,
-        metadata,
+        metadata: Metadata::from_request(req.metadata.as_ref()),
     };
     store::insert(&mut tx, &build).await?;
     audit_app(
@@ -221,92 +251,13 @@ async fn stage(api: &Api, p: &Principal, request: StageRequest) -> ApiResult<()>
     Ok(())
 }
 
-const BUILD_FILTERS: &[(&str, &str)] = &[
-    ("guids", "guid"),
-    ("states", "state"),
-    ("app_guids", "app_guid"),
-    ("package_guids", "package_guid"),
-];
-
-async fn list_builds(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let base = api.inner.config.external_url.clone();
-    list::<Build>(
-        &api,
-        q.as_deref(),
-        "/v3/builds",
-        BUILD_FILTERS,
-        &[],
-        Query::new(),
-        |b| b.json(&base),
-    )
-    .await
-}
-
-async fn app_builds(
-    State(api): State<Api>,
-    Path(guid): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
-    {
-        let mut c = api.inner.pool.acquire().await?;
-        store::fetch::<App>(&mut c, &guid).await?;
-    }
-    let base = api.inner.config.external_url.clone();
-    list::<Build>(
-        &api,
-        q.as_deref(),
-        &format!("/v3/apps/{guid}/builds"),
-        BUILD_FILTERS,
-        &[],
-        Query::new().eq("app_guid", &guid),
-        |b| b.json(&base),
-    )
-    .await
-}
-
-async fn get_build(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let b: Build = store::fetch(&mut c, &guid).await?;
-    Ok(ok(b.json(&api.inner.config.external_url)))
-}
-
-const DROPLET_FILTERS: &[(&str, &str)] = &[
-    ("guids", "guid"),
-    ("states", "state"),
-    ("app_guids", "app_guid"),
-    ("package_guids", "package_guid"),
-];
-
-async fn list_droplets(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let base = api.inner.config.external_url.clone();
-    list::<Droplet>(
-        &api,
-        q.as_deref(),
-        "/v3/droplets",
-        DROPLET_FILTERS,
-        &[],
-        Query::new(),
-        |d| d.json(&base),
-    )
-    .await
-}
-
+/// The app's droplets; `current=true` answers the current droplet alone.
 async fn app_droplets(
     State(api): State<Api>,
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    {
-        let mut c = api.inner.pool.acquire().await?;
-        store::fetch::<App>(&mut c, &guid).await?;
-    }
-    let base = api.inner.config.external_url.clone();
-    let filters: Vec<(&str, &str)> = DROPLET_FILTERS
-        .iter()
-        .copied()
-        .chain([("current", "__current")])
-        .collect();
-    // `current=true` is answered by the app's current droplet alone.
+    let app: App = require(&api, &guid).await?;
     let wants_current = q
         .as_deref()
         .unwrap_or("")
@@ -314,87 +265,27 @@ async fn app_droplets(
         .any(|kv| kv == "current=true");
     let mut base_q = Query::new().eq("app_guid", &guid);
     if wants_current {
-        let mut c = api.inner.pool.acquire().await?;
-        let app: App = store::fetch(&mut c, &guid).await?;
         base_q = base_q.any_of("guid", app.droplet_guid.into_iter().collect());
     }
+    // `current` is answered above, not a filter of the list.
     let stripped: Option<String> = q.as_deref().map(|s| {
         s.split('&')
             .filter(|kv| !kv.starts_with("current="))
             .collect::<Vec<_>>()
             .join("&")
     });
-    list::<Droplet>(
-        &api,
-        stripped.as_deref(),
-        &format!("/v3/apps/{guid}/droplets"),
-        &filters,
-        &[],
-        base_q,
-        |d| d.json(&base),
-    )
-    .await
-}
-
-async fn package_droplets(
-    State(api): State<Api>,
-    Path(guid): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
-    {
-        let mut c = api.inner.pool.acquire().await?;
-        store::fetch::<Package>(&mut c, &guid).await?;
-    }
-    let base = api.inner.config.external_url.clone();
-    list::<Droplet>(
-        &api,
-        q.as_deref(),
-        &format!("/v3/packages/{guid}/droplets"),
-        DROPLET_FILTERS,
-        &[],
-        Query::new().eq("package_guid", &guid),
-        |d| d.json(&base),
-    )
-    .await
-}
-
-async fn get_droplet(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let d: Droplet = store::fetch(&mut c, &guid).await?;
-    Ok(ok(d.json(&api.inner.config.external_url)))
+    let path = format!("/v3/apps/{guid}/droplets");
+    list::<Droplet>(&api, stripped.as_deref(), &path, base_q).await
 }
 
 async fn download_droplet(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let d: Droplet = {
-        let mut c = api.inner.pool.acquire().await?;
-        store::fetch(&mut c, &guid).await?
-    };
+    let d: Droplet = require(&api, &guid).await?;
     if d.state != "STAGED" {
         return Err(ApiError::Unprocessable(
             "Only staged droplets can be downloaded.".into(),
         ));
     }
     crate::packages::stream_blob(&api, &d.blob_key, &format!("droplet_{guid}.tgz")).await
-}
-
-async fn list_buildpacks(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let base = api.inner.config.external_url.clone();
-    list::<Buildpack>(
-        &api,
-        q.as_deref(),
-        "/v3/buildpacks",
-        &[("names", "name"), ("stacks", "stack"), ("guids", "guid")],
-        &["position"],
-        Query::new().order("position", false),
-        |b| b.json(&base),
-    )
-    .await
-}
-
-async fn get_buildpack(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let b: Buildpack = store::fetch(&mut c, &guid).await?;
-    Ok(ok(b.json(&api.inner.config.external_url)))
 }
 
 #[derive(Deserialize)]
@@ -470,10 +361,6 @@ async fn create_buildpack(State(api): State<Api>, body: Bytes) -> ApiResult<Resp
         )));
     }
     let at = now();
-    let mut metadata = Metadata::default();
-    if let Some(m) = &req.metadata {
-        metadata.merge(m);
-    }
     let mut b = Buildpack {
         guid: new_guid(),
         name,
@@ -487,7 +374,7 @@ async fn create_buildpack(State(api): State<Api>, body: Bytes) -> ApiResult<Resp
         blob_key: None,
         created_at: at.clone(),
         updated_at: at,
-        metadata,
+        metadata: Metadata::from_request(req.metadata.as_ref()),
     };
     store::insert(&mut tx, &b).await?;
     b.position = place(&mut tx, &b.guid, req.position).await?;
@@ -548,8 +435,7 @@ async fn delete_buildpack(State(api): State<Api>, Path(guid): Path<String>) -> A
     if let Some(first) = rest.first() {
         place(&mut tx, &first.guid, Some(first.position)).await?;
     }
-    let mut job = Job::new("buildpack.delete", None);
-    job.state = "COMPLETE".into();
+    let job = Job::completed("buildpack.delete", None);
     store::insert(&mut tx, &job).await?;
     tx.commit().await?;
     if let Some(key) = &b.blob_key {
@@ -563,14 +449,11 @@ async fn upload_buildpack(
     Path(guid): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
-    {
-        let mut c = api.inner.pool.acquire().await?;
-        let b: Buildpack = store::fetch(&mut c, &guid).await?;
-        if b.locked {
-            return Err(ApiError::Unprocessable(
-                "Buildpack is locked and cannot be updated".into(),
-            ));
-        }
+    let b: Buildpack = require(&api, &guid).await?;
+    if b.locked {
+        return Err(ApiError::Unprocessable(
+            "Buildpack is locked and cannot be updated".into(),
+        ));
     }
     let mut multipart =
         multipart.map_err(|e| ApiError::InvalidRequest(format!("not a multipart upload: {e}")))?;
@@ -617,11 +500,10 @@ async fn upload_buildpack(
     b.state = "READY".into();
     b.updated_at = now();
     store::put(&mut tx, &b).await?;
-    let mut job = Job::new(
+    let job = Job::completed(
         "buildpack.upload",
         Some(("buildpack".into(), format!("/v3/buildpacks/{guid}"))),
     );
-    job.state = "COMPLETE".into();
     store::insert(&mut tx, &job).await?;
     tx.commit().await?;
     let mut response = accepted_job(&api, &job.guid);

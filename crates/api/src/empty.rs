@@ -34,7 +34,6 @@ pub(crate) fn routes() -> Router<Api> {
         "/v3/isolation_segments",
         "/v3/organization_quotas",
         "/v3/space_quotas",
-        "/v3/users",
     ] {
         router = router.route(path, get(empty));
     }

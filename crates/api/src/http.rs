@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
+use crate::model::Render;
+use crate::store::{Doc, Query};
 use crate::{Api, TokenProblem};
 
 /// The API's request counters.
@@ -132,6 +134,15 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
+/// `'a', 'b'`, as CF lists names in its errors.
+fn quoted<S: std::fmt::Display>(names: &[S]) -> String {
+    names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Parameters every list endpoint takes: ignored because Ingot does not
 /// implement them yet, but clients send them routinely.
 fn ignored_param(name: &str) -> bool {
@@ -195,13 +206,9 @@ impl ListParams {
                     let mut allowed = vec!["created_at", "updated_at"];
                     allowed.extend_from_slice(orders);
                     if !allowed.contains(&field) {
-                        let list = allowed
-                            .iter()
-                            .map(|a| format!("'{a}'"))
-                            .collect::<Vec<_>>()
-                            .join(", ");
                         return Err(ApiError::BadQueryParameter(format!(
-                            "Order by can only be: {list}"
+                            "Order by can only be: {}",
+                            quoted(&allowed)
                         )));
                     }
                     params.order = Some((field.to_string(), desc));
@@ -220,13 +227,9 @@ impl ListParams {
             }
         }
         if !unknown.is_empty() {
-            let names = unknown
-                .iter()
-                .map(|u| format!("'{u}'"))
-                .collect::<Vec<_>>()
-                .join(", ");
             return Err(ApiError::BadQueryParameter(format!(
-                "Unknown query parameter(s): {names}"
+                "Unknown query parameter(s): {}",
+                quoted(&unknown)
             )));
         }
         Ok(params)
@@ -243,6 +246,25 @@ impl ListParams {
             .collect();
         let query = serde_urlencoded::to_string(&paging).unwrap_or_default();
         ListParams::parse(Some(&query), &[], &[])
+    }
+
+    /// The query parameter names of a filter table.
+    pub(crate) fn names<'a>(filters: &[(&'a str, &str)]) -> Vec<&'a str> {
+        filters.iter().map(|f| f.0).collect()
+    }
+
+    /// `q` narrowed by the filters given (query parameter → document field)
+    /// and ordered as asked.
+    pub(crate) fn narrow(&self, mut q: Query, filters: &[(&str, &str)]) -> Query {
+        for (param, field) in filters {
+            if let Some(values) = self.filter(param) {
+                q = q.any_of(field, values);
+            }
+        }
+        if let Some((field, desc)) = &self.order {
+            q = q.order(field, *desc);
+        }
+        q
     }
 
     /// The values of a filter, if it was given.
@@ -301,34 +323,95 @@ impl ListParams {
     }
 }
 
-/// Serves a list endpoint over one table: `filters` maps each query
-/// parameter to the document field it filters, `orders` names the extra
-/// fields `order_by` accepts, `base` holds the endpoint's own constraints.
-pub(crate) async fn list<T: crate::store::Doc>(
+/// A resource kind with a top-level list, `/v3/<NAME>`, served by [`index`].
+pub(crate) trait Listed: Render {
+    /// The collection's name in its path, e.g. `builds`.
+    const NAME: &'static str;
+    /// Each filter query parameter and the document field it filters.
+    const FILTERS: &'static [(&'static str, &'static str)];
+    /// The fields `order_by` accepts besides `created_at` and `updated_at`.
+    const ORDERS: &'static [&'static str] = &[];
+
+    /// The query every list of the kind starts from (its default order).
+    fn base_query() -> Query {
+        Query::new()
+    }
+}
+
+/// A resource kind that owns others through a `KEY` field of theirs, e.g.
+/// an app owns the builds whose `app_guid` is its guid.
+pub(crate) trait Parent: Doc {
+    /// The collection's name in its path, e.g. `apps`.
+    const NAME: &'static str;
+    /// The field of an owned document that holds the owner's guid.
+    const KEY: &'static str;
+}
+
+/// The document with this guid, or CF's 404 for its kind, on a connection of
+/// its own (for the checks and reads that precede a list or a task).
+pub(crate) async fn require<T: Doc>(api: &Api, guid: &str) -> ApiResult<T> {
+    let mut c = api.inner.pool.acquire().await?;
+    crate::store::fetch(&mut c, guid).await
+}
+
+/// `GET /v3/<kind>/:guid`.
+pub(crate) async fn show<T: Render>(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    let doc: T = require(&api, &guid).await?;
+    Ok(ok(doc.render(&api.inner.config.external_url)))
+}
+
+/// `GET /v3/<kind>`.
+pub(crate) async fn index<T: Listed>(
+    State(api): State<Api>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let path = format!("/v3/{}", T::NAME);
+    list::<T>(&api, raw.as_deref(), &path, T::base_query()).await
+}
+
+/// `GET /v3/<parents>/:guid/<kind>`: the parent's own, 404 without the parent.
+pub(crate) async fn below<P: Parent, T: Listed>(
+    State(api): State<Api>,
+    Path(guid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    require::<P>(&api, &guid).await?;
+    let path = format!("/v3/{}/{guid}/{}", P::NAME, T::NAME);
+    list::<T>(&api, raw.as_deref(), &path, T::base_query().eq(P::KEY, &guid)).await
+}
+
+/// Serves a list of `T` within `base` (the endpoint's own constraints),
+/// narrowed by `T`'s filters and ordered as asked.
+pub(crate) async fn list<T: Listed>(
     api: &Api,
     raw: Option<&str>,
     path: &str,
-    filters: &[(&str, &str)],
-    orders: &[&str],
-    base: crate::store::Query,
-    render: impl Fn(&T) -> Value,
+    base: Query,
 ) -> ApiResult<Response> {
-    let names: Vec<&str> = filters.iter().map(|f| f.0).collect();
-    let params = ListParams::parse(raw, &names, orders)?;
-    let mut q = base;
-    for (param, field) in filters {
-        if let Some(values) = params.filter(param) {
-            q = q.any_of(field, values);
-        }
-    }
-    if let Some((field, desc)) = &params.order {
-        q = q.order(field, *desc);
-    }
+    let params = ListParams::parse(raw, &ListParams::names(T::FILTERS), T::ORDERS)?;
+    let q = params.narrow(base, T::FILTERS);
     let mut c = api.inner.pool.acquire().await?;
-    let (docs, total) = crate::store::page::<T>(&mut c, &q, params.page, params.per_page).await?;
-    let resources = docs.iter().map(render).collect();
+    page_response::<T>(api, &mut c, raw, &params, path, &q).await
+}
+
+/// One page of the documents matching `q`, in CF's list envelope with the
+/// `included` block the client asked for.
+pub(crate) async fn page_response<T: Render>(
+    api: &Api,
+    c: &mut sqlx::SqliteConnection,
+    raw: Option<&str>,
+    params: &ListParams,
+    path: &str,
+    q: &Query,
+) -> ApiResult<Response> {
+    let (docs, total) = crate::store::page::<T>(c, q, params.page, params.per_page).await?;
+    let base = &api.inner.config.external_url;
+    let resources = docs.iter().map(|d| d.render(base)).collect();
     let body = params.envelope(api, path, total, resources);
-    Ok(ok(with_included(api, &mut c, raw, body).await?))
+    Ok(ok(with_included(api, c, raw, body).await?))
 }
 
 /// The values of `include=` in a raw query.
@@ -352,14 +435,13 @@ fn related_guids(items: &[Value], relation: &str) -> Vec<String> {
     guids
 }
 
-async fn fetch_rendered<T: crate::store::Doc>(
+async fn fetch_rendered<T: Render>(
     c: &mut sqlx::SqliteConnection,
+    base: &str,
     guids: Vec<String>,
-    render: impl Fn(&T) -> Value,
 ) -> ApiResult<Vec<Value>> {
-    let q = crate::store::Query::new().any_of("guid", guids);
-    let docs: Vec<T> = crate::store::find(c, &q).await?;
-    Ok(docs.iter().map(render).collect())
+    let docs: Vec<T> = crate::store::find(c, &Query::new().any_of("guid", guids)).await?;
+    Ok(docs.iter().map(|d| d.render(base)).collect())
 }
 
 /// Adds CF's `included` block for `include=space`, `space.organization`,
@@ -370,48 +452,37 @@ pub(crate) async fn with_included(
     raw: Option<&str>,
     mut body: Value,
 ) -> ApiResult<Value> {
+    use crate::model::{App, Domain, Org, Space};
     let wanted = includes(raw);
     if wanted.is_empty() {
         return Ok(body);
     }
-    let base = api.inner.config.external_url.clone();
+    let wants = |name: &str| wanted.iter().any(|w| w == name);
+    let base = api.inner.config.external_url.as_str();
     let resources = body["resources"].as_array().cloned().unwrap_or_default();
     let mut included = serde_json::Map::new();
     let mut org_guids = related_guids(&resources, "organization");
-    if wanted
-        .iter()
-        .any(|w| w == "space" || w == "space.organization")
-    {
+    if wants("space") || wants("space.organization") {
         let spaces =
-            fetch_rendered::<crate::model::Space>(c, related_guids(&resources, "space"), |s| {
-                s.json(&base)
-            })
-            .await?;
-        if wanted.iter().any(|w| w == "space.organization") {
+            fetch_rendered::<Space>(c, base, related_guids(&resources, "space")).await?;
+        if wants("space.organization") {
             org_guids = related_guids(&spaces, "organization");
-            let orgs = fetch_rendered::<crate::model::Org>(c, org_guids.clone(), |o| o.json(&base))
-                .await?;
+            let orgs = fetch_rendered::<Org>(c, base, org_guids.clone()).await?;
             included.insert("organizations".into(), Value::Array(orgs));
         }
         included.insert("spaces".into(), Value::Array(spaces));
     }
-    if wanted.iter().any(|w| w == "organization") {
-        let orgs = fetch_rendered::<crate::model::Org>(c, org_guids, |o| o.json(&base)).await?;
+    if wants("organization") {
+        let orgs = fetch_rendered::<Org>(c, base, org_guids).await?;
         included.insert("organizations".into(), Value::Array(orgs));
     }
-    if wanted.iter().any(|w| w == "domain") {
+    if wants("domain") {
         let domains =
-            fetch_rendered::<crate::model::Domain>(c, related_guids(&resources, "domain"), |d| {
-                d.json(&base)
-            })
-            .await?;
+            fetch_rendered::<Domain>(c, base, related_guids(&resources, "domain")).await?;
         included.insert("domains".into(), Value::Array(domains));
     }
-    if wanted.iter().any(|w| w == "app") {
-        let apps = fetch_rendered::<crate::model::App>(c, related_guids(&resources, "app"), |a| {
-            a.json(&base)
-        })
-        .await?;
+    if wants("app") {
+        let apps = fetch_rendered::<App>(c, base, related_guids(&resources, "app")).await?;
         included.insert("apps".into(), Value::Array(apps));
     }
     body["included"] = Value::Object(included);

@@ -41,13 +41,11 @@ struct Manifest {
 #[derive(Debug, Deserialize)]
 struct ManifestApp {
     name: Option<String>,
-    instances: Option<i64>,
-    memory: Option<Value>,
-    #[serde(alias = "disk-quota")]
-    disk_quota: Option<Value>,
+    /// The web process's settings are given at the top level.
+    #[serde(flatten)]
+    web: ProcessSettings,
     buildpacks: Option<Vec<String>>,
     buildpack: Option<String>,
-    command: Option<String>,
     env: Option<Map<String, Value>>,
     routes: Option<Vec<ManifestRoute>>,
     #[serde(rename = "no-route")]
@@ -56,13 +54,6 @@ struct ManifestApp {
     random_route: Option<bool>,
     #[serde(rename = "default-route")]
     default_route: Option<bool>,
-    #[serde(rename = "health-check-type")]
-    health_check_type: Option<String>,
-    #[serde(rename = "health-check-http-endpoint")]
-    health_check_http_endpoint: Option<String>,
-    timeout: Option<u64>,
-    #[serde(rename = "health-check-invocation-timeout")]
-    health_check_invocation_timeout: Option<u64>,
     stack: Option<String>,
     processes: Option<Vec<ManifestProcess>>,
     services: Option<Vec<Value>>,
@@ -79,6 +70,13 @@ struct ManifestRoute {
 struct ManifestProcess {
     #[serde(rename = "type")]
     kind: Option<String>,
+    #[serde(flatten)]
+    settings: ProcessSettings,
+}
+
+/// What a manifest may set on a process.
+#[derive(Debug, Deserialize)]
+struct ProcessSettings {
     instances: Option<i64>,
     memory: Option<Value>,
     #[serde(alias = "disk-quota")]
@@ -200,34 +198,43 @@ async fn parse_route(c: &mut SqliteConnection, url: &str) -> ApiResult<(String, 
     Ok((host, domain, path))
 }
 
-/// Applies the web-level or per-process settings to a process.
-#[allow(clippy::too_many_arguments)]
-fn apply_process(
-    p: &mut Process,
-    inst: Option<u32>,
-    memory: Option<u64>,
-    disk: Option<u64>,
-    command: Option<&String>,
-    hc_type: Option<&str>,
-    hc_endpoint: Option<&str>,
-    timeout: Option<u64>,
-    invocation: Option<u64>,
-) -> ApiResult<()> {
-    if let Some(i) = inst {
+/// Applies the web-level or per-process settings to a process of type
+/// `kind`; an invalid setting is CF's 422, naming the process type.
+fn apply_process(p: &mut Process, s: &ProcessSettings, kind: &str) -> ApiResult<()> {
+    if let Some(i) = instances(s.instances, kind)? {
         p.instances = i;
     }
-    if let Some(m) = memory {
+    if let Some(m) = size(s.memory.as_ref(), "Memory", kind)? {
         p.memory_mb = m;
     }
-    if let Some(d) = disk {
+    if let Some(d) = size(s.disk_quota.as_ref(), "Disk quota", kind)? {
         p.disk_mb = d;
     }
-    if let Some(c) = command {
+    if let Some(c) = &s.command {
         p.command = Some(c.clone()).filter(|c| !c.is_empty() && c != "null" && c != "default");
     }
-    apply_health_check(p, hc_type, hc_endpoint, timeout, invocation)?;
+    apply_health_check(
+        p,
+        s.health_check_type.as_deref(),
+        s.health_check_http_endpoint.as_deref(),
+        s.timeout,
+        s.health_check_invocation_timeout,
+    )?;
     p.updated_at = now();
     Ok(())
+}
+
+impl ManifestApp {
+    /// The buildpacks asked for, if any: `buildpacks`, else `buildpack`
+    /// (`default` and `null` mean auto-detection).
+    fn buildpack_names(&self) -> Option<Vec<String>> {
+        match (&self.buildpacks, &self.buildpack) {
+            (Some(b), _) => Some(b.clone()),
+            (None, Some(b)) if b == "default" || b == "null" => Some(Vec::new()),
+            (None, Some(b)) => Some(vec![b.clone()]),
+            (None, None) => None,
+        }
+    }
 }
 
 fn parse_manifest(body: &[u8]) -> ApiResult<Vec<ManifestApp>> {
@@ -277,12 +284,7 @@ async fn apply_one(
             )));
         }
     }
-    let buildpacks = match (&m.buildpacks, &m.buildpack) {
-        (Some(b), _) => Some(b.clone()),
-        (None, Some(b)) if b == "default" || b == "null" => Some(Vec::new()),
-        (None, Some(b)) => Some(vec![b.clone()]),
-        (None, None) => None,
-    };
+    let buildpacks = m.buildpack_names();
     if let Some(b) = &buildpacks {
         validate_buildpacks(c, b).await?;
     }
@@ -290,9 +292,6 @@ async fn apply_one(
         Some(s) => Some(resolve_stack(c, Some(s), warnings).await?),
         None => None,
     };
-    let web_inst = instances(m.instances, "web")?;
-    let web_mem = size(m.memory.as_ref(), "Memory", "web")?;
-    let web_disk = size(m.disk_quota.as_ref(), "Disk quota", "web")?;
     let existing = store::find_one::<App>(
         c,
         &Query::new().eq("space_guid", &space.guid).eq("name", &name),
@@ -316,10 +315,6 @@ async fn apply_one(
             app
         }
         None => {
-            let mut metadata = Metadata::default();
-            if let Some(md) = &m.metadata {
-                metadata.merge(md);
-            }
             insert_app(
                 c,
                 p,
@@ -330,7 +325,7 @@ async fn apply_one(
                     .clone()
                     .unwrap_or_else(|| crate::orgs::DEFAULT_STACK.into()),
                 m.env.clone().unwrap_or_default(),
-                metadata,
+                Metadata::from_request(m.metadata.as_ref()),
             )
             .await?
         }
@@ -343,17 +338,7 @@ async fn apply_one(
         store::find_one(c, &Query::new().eq("app_guid", &app.guid).eq("type", "web"))
             .await?
             .ok_or_else(|| ApiError::Internal(format!("app {} has no web process", app.guid)))?;
-    apply_process(
-        &mut web,
-        web_inst,
-        web_mem,
-        web_disk,
-        m.command.as_ref(),
-        m.health_check_type.as_deref(),
-        m.health_check_http_endpoint.as_deref(),
-        m.timeout,
-        m.health_check_invocation_timeout,
-    )?;
+    apply_process(&mut web, &m.web, "web")?;
     store::put(c, &web).await?;
     for mp in m.processes.iter().flatten() {
         let kind = mp
@@ -374,17 +359,7 @@ async fn apply_one(
                 p
             }
         };
-        apply_process(
-            &mut process,
-            instances(mp.instances, &kind)?,
-            size(mp.memory.as_ref(), "Memory", &kind)?,
-            size(mp.disk_quota.as_ref(), "Disk quota", &kind)?,
-            mp.command.as_ref(),
-            mp.health_check_type.as_deref(),
-            mp.health_check_http_endpoint.as_deref(),
-            mp.timeout,
-            mp.health_check_invocation_timeout,
-        )?;
+        apply_process(&mut process, &mp.settings, &kind)?;
         store::put(c, &process).await?;
     }
     // Routes.
@@ -439,36 +414,13 @@ async fn apply_one(
 /// The checks CF makes before it accepts a manifest (answered with a 422 at
 /// once): sizes, instances, health check types, buildpacks and stacks.
 async fn validate(c: &mut SqliteConnection, m: &ManifestApp) -> ApiResult<()> {
-    instances(m.instances, "web")?;
-    size(m.memory.as_ref(), "Memory", "web")?;
-    size(m.disk_quota.as_ref(), "Disk quota", "web")?;
-    let mut probe = Process::new("", "web", None);
-    apply_health_check(
-        &mut probe,
-        m.health_check_type.as_deref(),
-        m.health_check_http_endpoint.as_deref(),
-        m.timeout,
-        m.health_check_invocation_timeout,
-    )?;
+    // Applied to a throwaway process: only the errors matter here.
+    apply_process(&mut Process::new("", "web", None), &m.web, "web")?;
     for mp in m.processes.iter().flatten() {
         let kind = mp.kind.clone().unwrap_or_default();
-        instances(mp.instances, &kind)?;
-        size(mp.memory.as_ref(), "Memory", &kind)?;
-        size(mp.disk_quota.as_ref(), "Disk quota", &kind)?;
-        apply_health_check(
-            &mut probe,
-            mp.health_check_type.as_deref(),
-            mp.health_check_http_endpoint.as_deref(),
-            mp.timeout,
-            mp.health_check_invocation_timeout,
-        )?;
+        apply_process(&mut Process::new("", &kind, None), &mp.settings, &kind)?;
     }
-    let buildpacks = match (&m.buildpacks, &m.buildpack) {
-        (Some(b), _) => b.clone(),
-        (None, Some(b)) if b != "default" && b != "null" => vec![b.clone()],
-        _ => Vec::new(),
-    };
-    validate_buildpacks(c, &buildpacks).await?;
+    validate_buildpacks(c, &m.buildpack_names().unwrap_or_default()).await?;
     if let Some(s) = &m.stack {
         resolve_stack(c, Some(s), &mut Vec::new()).await?;
     }

@@ -32,6 +32,15 @@ pub(crate) struct Metadata {
 }
 
 impl Metadata {
+    /// The metadata a create request asks for (none when it has no `metadata`).
+    pub(crate) fn from_request(patch: Option<&Value>) -> Self {
+        let mut metadata = Metadata::default();
+        if let Some(patch) = patch {
+            metadata.merge(patch);
+        }
+        metadata
+    }
+
     fn json(&self) -> Value {
         json!({"labels": self.labels, "annotations": self.annotations})
     }
@@ -70,6 +79,13 @@ fn rel(guid: Option<&str>) -> Value {
     }
 }
 
+/// A resource whose CF JSON needs nothing but the API's external URL, so the
+/// generic show and list handlers of [`crate::http`] can serve it.
+pub(crate) trait Render: Doc {
+    /// The resource as CF renders it, its links built on `base`.
+    fn render(&self, base: &str) -> Value;
+}
+
 macro_rules! doc {
     ($ty:ty, $table:literal, $kind:literal) => {
         impl Doc for $ty {
@@ -77,6 +93,14 @@ macro_rules! doc {
             const KIND: &'static str = $kind;
             fn guid(&self) -> &str {
                 &self.guid
+            }
+        }
+    };
+    ($ty:ty, $table:literal, $kind:literal, rendered) => {
+        doc!($ty, $table, $kind);
+        impl Render for $ty {
+            fn render(&self, base: &str) -> Value {
+                self.json(base)
             }
         }
     };
@@ -92,7 +116,7 @@ pub(crate) struct Org {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Org, "cc_orgs", "Organization");
+doc!(Org, "cc_orgs", "Organization", rendered);
 
 impl Org {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -121,7 +145,7 @@ pub(crate) struct Space {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Space, "cc_spaces", "Space");
+doc!(Space, "cc_spaces", "Space", rendered);
 
 impl Space {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -151,7 +175,7 @@ pub(crate) struct Domain {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Domain, "cc_domains", "Domain");
+doc!(Domain, "cc_domains", "Domain", rendered);
 
 impl Domain {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -181,7 +205,7 @@ pub(crate) struct Stack {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Stack, "cc_stacks", "Stack");
+doc!(Stack, "cc_stacks", "Stack", rendered);
 
 impl Stack {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -214,7 +238,7 @@ pub(crate) struct Buildpack {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Buildpack, "cc_buildpacks", "Buildpack");
+doc!(Buildpack, "cc_buildpacks", "Buildpack", rendered);
 
 impl Buildpack {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -240,7 +264,19 @@ pub(crate) struct User {
     pub created_at: String,
     pub updated_at: String,
 }
-doc!(User, "cc_users", "User");
+doc!(User, "cc_users", "User", rendered);
+
+impl User {
+    pub(crate) fn json(&self, base: &str) -> Value {
+        let g = &self.guid;
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "username": self.username, "presentation_name": self.username, "origin": "uaa",
+            "metadata": Metadata::default().json(),
+            "links": {"self": link(base, &format!("/v3/users/{g}"))}
+        })
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct App {
@@ -257,7 +293,7 @@ pub(crate) struct App {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(App, "cc_apps", "App");
+doc!(App, "cc_apps", "App", rendered);
 
 impl App {
     pub(crate) fn lifecycle_json(&self) -> Value {
@@ -415,7 +451,7 @@ pub(crate) struct Package {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Package, "cc_packages", "Package");
+doc!(Package, "cc_packages", "Package", rendered);
 
 impl Package {
     pub(crate) fn blob_key(&self) -> String {
@@ -470,7 +506,7 @@ pub(crate) struct Build {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Build, "cc_builds", "Build");
+doc!(Build, "cc_builds", "Build", rendered);
 
 impl Build {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -525,7 +561,7 @@ pub(crate) struct Droplet {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Droplet, "cc_droplets", "Droplet");
+doc!(Droplet, "cc_droplets", "Droplet", rendered);
 
 impl Droplet {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -636,7 +672,7 @@ pub(crate) struct Job {
     pub created_at: String,
     pub updated_at: String,
 }
-doc!(Job, "cc_jobs", "Job");
+doc!(Job, "cc_jobs", "Job", rendered);
 
 impl Job {
     pub(crate) fn new(operation: &str, resource: Option<(String, String)>) -> Self {
@@ -651,6 +687,14 @@ impl Job {
             created_at: at.clone(),
             updated_at: at,
         }
+    }
+
+    /// A job that finished in the request that made it (CF's synchronous
+    /// deletes and uploads still answer with a job to poll).
+    pub(crate) fn completed(operation: &str, resource: Option<(String, String)>) -> Self {
+        let mut job = Job::new(operation, resource);
+        job.state = "COMPLETE".into();
+        job
     }
 
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -690,7 +734,7 @@ pub(crate) struct Event {
     pub created_at: String,
     pub updated_at: String,
 }
-doc!(Event, "cc_events", "Event");
+doc!(Event, "cc_events", "Event", rendered);
 
 impl Event {
     pub(crate) fn json(&self, base: &str) -> Value {

@@ -4,14 +4,14 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::SqliteConnection;
 
 use crate::error::{ApiError, ApiResult};
-use crate::http::{created, list, ok, parse_json};
+use crate::http::{created, index, list, ok, parse_json, require, show, Listed};
 use crate::model::{
     new_guid, now, Buildpack, Domain, Event, EventParty, Job, Metadata, Org, Space, Stack, User,
 };
@@ -31,27 +31,76 @@ pub(crate) const BUILTIN_BUILDPACKS: &[&str] = &[
 
 pub(crate) fn routes() -> Router<Api> {
     Router::new()
-        .route("/v3/organizations", get(list_orgs).post(create_org))
-        .route("/v3/organizations/{guid}", get(get_org))
+        .route("/v3/organizations", get(index::<Org>).post(create_org))
+        .route("/v3/organizations/{guid}", get(show::<Org>))
         .route("/v3/organizations/{guid}/domains", get(org_domains))
         .route(
             "/v3/organizations/{guid}/domains/default",
             get(org_default_domain),
         )
-        .route("/v3/spaces", get(list_spaces).post(create_space))
-        .route("/v3/spaces/{guid}", get(get_space))
+        .route("/v3/spaces", get(index::<Space>).post(create_space))
+        .route("/v3/spaces/{guid}", get(show::<Space>))
         .route("/v3/spaces/{guid}/features/{name}", get(space_feature))
-        .route("/v3/domains", get(list_domains))
-        .route("/v3/domains/{guid}", get(get_domain))
+        .route("/v3/domains", get(index::<Domain>))
+        .route("/v3/domains/{guid}", get(show::<Domain>))
         .route(
             "/v3/domains/{guid}/route_reservations",
             get(route_reservations),
         )
-        .route("/v3/stacks", get(list_stacks))
-        .route("/v3/stacks/{guid}", get(get_stack))
-        .route("/v3/jobs/{guid}", get(get_job))
-        .route("/v3/audit_events", get(list_events))
-        .route("/v3/audit_events/{guid}", get(get_event))
+        .route("/v3/stacks", get(index::<Stack>))
+        .route("/v3/stacks/{guid}", get(show::<Stack>))
+        .route("/v3/jobs/{guid}", get(show::<Job>))
+        .route("/v3/audit_events", get(index::<Event>))
+        .route("/v3/audit_events/{guid}", get(show::<Event>))
+        .route("/v3/users", get(index::<User>))
+        .route("/v3/users/{guid}", get(show::<User>))
+}
+
+/// Filters by name and guid, ordered by name too.
+const NAMED: &[(&str, &str)] = &[("names", "name"), ("guids", "guid")];
+
+impl Listed for Org {
+    const NAME: &'static str = "organizations";
+    const FILTERS: &'static [(&'static str, &'static str)] = NAMED;
+    const ORDERS: &'static [&'static str] = &["name"];
+}
+
+impl Listed for Space {
+    const NAME: &'static str = "spaces";
+    const FILTERS: &'static [(&'static str, &'static str)] = &[
+        ("names", "name"),
+        ("guids", "guid"),
+        ("organization_guids", "org_guid"),
+    ];
+    const ORDERS: &'static [&'static str] = &["name"];
+}
+
+impl Listed for Domain {
+    const NAME: &'static str = "domains";
+    const FILTERS: &'static [(&'static str, &'static str)] = NAMED;
+    const ORDERS: &'static [&'static str] = &["name"];
+}
+
+impl Listed for Stack {
+    const NAME: &'static str = "stacks";
+    const FILTERS: &'static [(&'static str, &'static str)] = NAMED;
+    const ORDERS: &'static [&'static str] = &["name"];
+}
+
+impl Listed for Event {
+    const NAME: &'static str = "audit_events";
+    const FILTERS: &'static [(&'static str, &'static str)] = &[
+        ("types", "type"),
+        ("target_guids", "target.guid"),
+        ("space_guids", "space_guid"),
+        ("organization_guids", "org_guid"),
+    ];
+}
+
+impl Listed for User {
+    const NAME: &'static str = "users";
+    const FILTERS: &'static [(&'static str, &'static str)] =
+        &[("guids", "guid"), ("usernames", "username")];
 }
 
 pub(crate) async fn bootstrap(api: &Api, admin_guid: &str, admin_name: &str) -> ApiResult<()> {
@@ -219,26 +268,6 @@ struct NewOrg {
     metadata: Option<Value>,
 }
 
-async fn list_orgs(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let base = api.inner.config.external_url.clone();
-    list::<Org>(
-        &api,
-        q.as_deref(),
-        "/v3/organizations",
-        &[("names", "name"), ("guids", "guid")],
-        &["name"],
-        Query::new(),
-        |o| o.json(&base),
-    )
-    .await
-}
-
-async fn get_org(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let org: Org = store::fetch(&mut c, &guid).await?;
-    Ok(ok(org.json(&api.inner.config.external_url)))
-}
-
 fn require_name(name: Option<String>) -> ApiResult<String> {
     match name {
         Some(n) if !n.trim().is_empty() => Ok(n),
@@ -253,17 +282,13 @@ async fn create_org(State(api): State<Api>, body: Bytes) -> ApiResult<Response> 
     let req: NewOrg = parse_json(&body)?;
     let name = require_name(req.name)?;
     let at = now();
-    let mut metadata = Metadata::default();
-    if let Some(m) = &req.metadata {
-        metadata.merge(m);
-    }
     let org = Org {
         guid: new_guid(),
         name: name.clone(),
         suspended: req.suspended,
         created_at: at.clone(),
         updated_at: at,
-        metadata,
+        metadata: Metadata::from_request(req.metadata.as_ref()),
     };
     let mut tx = store::begin(&api.inner.pool).await?;
     if store::find_one::<Org>(&mut tx, &Query::new().eq("name", &name))
@@ -279,26 +304,15 @@ async fn create_org(State(api): State<Api>, body: Bytes) -> ApiResult<Response> 
     Ok(created(org.json(&api.inner.config.external_url)))
 }
 
+/// Every domain is shared, so every organization sees them all.
 async fn org_domains(
     State(api): State<Api>,
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    {
-        let mut c = api.inner.pool.acquire().await?;
-        store::fetch::<Org>(&mut c, &guid).await?;
-    }
-    let base = api.inner.config.external_url.clone();
-    list::<Domain>(
-        &api,
-        q.as_deref(),
-        &format!("/v3/organizations/{guid}/domains"),
-        &[("names", "name"), ("guids", "guid")],
-        &["name"],
-        Query::new(),
-        |d| d.json(&base),
-    )
-    .await
+    require::<Org>(&api, &guid).await?;
+    let path = format!("/v3/organizations/{guid}/domains");
+    list::<Domain>(&api, q.as_deref(), &path, Query::new()).await
 }
 
 async fn org_default_domain(
@@ -336,31 +350,6 @@ struct SpaceRelationships {
     organization: Option<crate::apps::ToOne>,
 }
 
-async fn list_spaces(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let base = api.inner.config.external_url.clone();
-    let filters = [
-        ("names", "name"),
-        ("guids", "guid"),
-        ("organization_guids", "org_guid"),
-    ];
-    list::<Space>(
-        &api,
-        q.as_deref(),
-        "/v3/spaces",
-        &filters,
-        &["name"],
-        Query::new(),
-        |s| s.json(&base),
-    )
-    .await
-}
-
-async fn get_space(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let space: Space = store::fetch(&mut c, &guid).await?;
-    Ok(ok(space.json(&api.inner.config.external_url)))
-}
-
 async fn create_space(State(api): State<Api>, body: Bytes) -> ApiResult<Response> {
     let req: NewSpace = parse_json(&body)?;
     let name = require_name(req.name)?;
@@ -385,17 +374,13 @@ async fn create_space(State(api): State<Api>, body: Bytes) -> ApiResult<Response
         ));
     }
     let at = now();
-    let mut metadata = Metadata::default();
-    if let Some(m) = &req.metadata {
-        metadata.merge(m);
-    }
     let space = Space {
         guid: new_guid(),
         name,
         org_guid,
         created_at: at.clone(),
         updated_at: at,
-        metadata,
+        metadata: Metadata::from_request(req.metadata.as_ref()),
     };
     store::insert(&mut tx, &space).await?;
     tx.commit().await?;
@@ -442,79 +427,4 @@ async fn route_reservations(
         .await?
         .is_some();
     Ok(ok(serde_json::json!({"matching_route": found})))
-}
-
-async fn list_domains(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let base = api.inner.config.external_url.clone();
-    list::<Domain>(
-        &api,
-        q.as_deref(),
-        "/v3/domains",
-        &[("names", "name"), ("guids", "guid")],
-        &["name"],
-        Query::new(),
-        |d| d.json(&base),
-    )
-    .await
-}
-
-async fn get_domain(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let d: Domain = store::fetch(&mut c, &guid).await?;
-    Ok(ok(d.json(&api.inner.config.external_url)))
-}
-
-async fn list_stacks(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let base = api.inner.config.external_url.clone();
-    list::<Stack>(
-        &api,
-        q.as_deref(),
-        "/v3/stacks",
-        &[("names", "name"), ("guids", "guid")],
-        &["name"],
-        Query::new(),
-        |s| s.json(&base),
-    )
-    .await
-}
-
-async fn get_stack(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let s: Stack = store::fetch(&mut c, &guid).await?;
-    Ok(ok(s.json(&api.inner.config.external_url)))
-}
-
-async fn get_job(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let job: Job = store::fetch(&mut c, &guid).await?;
-    Ok(ok(job.json(&api.inner.config.external_url)))
-}
-
-async fn list_events(
-    State(api): State<Api>,
-    RawQuery(q): RawQuery,
-    Extension(_p): Extension<Principal>,
-) -> ApiResult<Response> {
-    let base = api.inner.config.external_url.clone();
-    list::<Event>(
-        &api,
-        q.as_deref(),
-        "/v3/audit_events",
-        &[
-            ("types", "type"),
-            ("target_guids", "target.guid"),
-            ("space_guids", "space_guid"),
-            ("organization_guids", "org_guid"),
-        ],
-        &[],
-        Query::new(),
-        |e| e.json(&base),
-    )
-    .await
-}
-
-async fn get_event(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let e: Event = store::fetch(&mut c, &guid).await?;
-    Ok(ok(e.json(&api.inner.config.external_url)))
 }

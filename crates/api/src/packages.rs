@@ -13,7 +13,7 @@ use std::path::{Component, Path as FsPath, PathBuf};
 
 use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,9 +26,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::apps::ToOne;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{created, list, ok, parse_json};
+use crate::http::{below, created, index, ok, parse_json, require, show, Listed, Parent};
 use crate::model::{new_guid, now, App, Metadata, Package};
-use crate::store::{self, Query};
+use crate::store;
 use crate::Api;
 
 /// The largest package upload accepted.
@@ -40,15 +40,30 @@ const MAX_RESOURCES_BYTES: usize = 16 << 20;
 
 pub(crate) fn routes() -> Router<Api> {
     Router::new()
-        .route("/v3/packages", get(list_packages).post(create_package))
-        .route("/v3/packages/{guid}", get(get_package))
+        .route("/v3/packages", get(index::<Package>).post(create_package))
+        .route("/v3/packages/{guid}", get(show::<Package>))
         .route(
             "/v3/packages/{guid}/upload",
             post(upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/v3/packages/{guid}/download", get(download))
-        .route("/v3/apps/{guid}/packages", get(app_packages))
+        .route("/v3/apps/{guid}/packages", get(below::<App, Package>))
         .route("/v3/resource_matches", post(resource_matches))
+}
+
+impl Listed for Package {
+    const NAME: &'static str = "packages";
+    const FILTERS: &'static [(&'static str, &'static str)] = &[
+        ("guids", "guid"),
+        ("states", "state"),
+        ("types", "type"),
+        ("app_guids", "app_guid"),
+    ];
+}
+
+impl Parent for Package {
+    const NAME: &'static str = "packages";
+    const KEY: &'static str = "package_guid";
 }
 
 #[derive(Deserialize)]
@@ -91,10 +106,6 @@ async fn create_package(State(api): State<Api>, body: Bytes) -> ApiResult<Respon
         ));
     }
     let at = now();
-    let mut metadata = Metadata::default();
-    if let Some(m) = &req.metadata {
-        metadata.merge(m);
-    }
     let package = Package {
         guid: new_guid(),
         app_guid,
@@ -105,60 +116,11 @@ async fn create_package(State(api): State<Api>, body: Bytes) -> ApiResult<Respon
         image: None,
         created_at: at.clone(),
         updated_at: at,
-        metadata,
+        metadata: Metadata::from_request(req.metadata.as_ref()),
     };
     store::insert(&mut tx, &package).await?;
     tx.commit().await?;
     Ok(created(package.json(&api.inner.config.external_url)))
-}
-
-async fn get_package(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let p: Package = store::fetch(&mut c, &guid).await?;
-    Ok(ok(p.json(&api.inner.config.external_url)))
-}
-
-const PACKAGE_FILTERS: &[(&str, &str)] = &[
-    ("guids", "guid"),
-    ("states", "state"),
-    ("types", "type"),
-    ("app_guids", "app_guid"),
-];
-
-async fn list_packages(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let base = api.inner.config.external_url.clone();
-    list::<Package>(
-        &api,
-        q.as_deref(),
-        "/v3/packages",
-        PACKAGE_FILTERS,
-        &[],
-        Query::new(),
-        |p| p.json(&base),
-    )
-    .await
-}
-
-async fn app_packages(
-    State(api): State<Api>,
-    Path(guid): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
-    {
-        let mut c = api.inner.pool.acquire().await?;
-        store::fetch::<App>(&mut c, &guid).await?;
-    }
-    let base = api.inner.config.external_url.clone();
-    list::<Package>(
-        &api,
-        q.as_deref(),
-        &format!("/v3/apps/{guid}/packages"),
-        PACKAGE_FILTERS,
-        &[],
-        Query::new().eq("app_guid", &guid),
-        |p| p.json(&base),
-    )
-    .await
 }
 
 /// One file the client says the server already has.
@@ -242,14 +204,11 @@ async fn upload(
     Path(guid): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
-    {
-        let mut c = api.inner.pool.acquire().await?;
-        let p: Package = store::fetch(&mut c, &guid).await?;
-        if p.state != "AWAITING_UPLOAD" {
-            return Err(ApiError::Unprocessable(
-                "Package can only be uploaded while it is AWAITING_UPLOAD".into(),
-            ));
-        }
+    let p: Package = require(&api, &guid).await?;
+    if p.state != "AWAITING_UPLOAD" {
+        return Err(ApiError::Unprocessable(
+            "Package can only be uploaded while it is AWAITING_UPLOAD".into(),
+        ));
     }
     let mut multipart =
         multipart.map_err(|e| ApiError::InvalidRequest(format!("not a multipart upload: {e}")))?;
@@ -704,10 +663,7 @@ pub(crate) async fn stream_blob(api: &Api, key: &str, filename: &str) -> ApiResu
 }
 
 async fn download(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let p: Package = {
-        let mut c = api.inner.pool.acquire().await?;
-        store::fetch(&mut c, &guid).await?
-    };
+    let p: Package = require(&api, &guid).await?;
     if p.state != "READY" {
         return Err(ApiError::Unprocessable(
             "Package has no bits to download yet".into(),

@@ -12,8 +12,8 @@ use sqlx::SqliteConnection;
 
 use crate::apps::{app_target, audit_app, redesire};
 use crate::error::{ApiError, ApiResult};
-use crate::http::{ok, parse_json, ListParams};
-use crate::model::{new_guid, now, App, Droplet, EventParty, Process, Space};
+use crate::http::{ok, parse_json, require, ListParams};
+use crate::model::{now, App, Droplet, EventParty, Process, Space};
 use crate::orgs::audit;
 use crate::store::{self, Query};
 use crate::{Api, CrashReport, Principal};
@@ -56,33 +56,33 @@ async fn render(api: &Api, c: &mut SqliteConnection, p: &Process) -> ApiResult<V
     ))
 }
 
-async fn by_type(c: &mut SqliteConnection, app_guid: &str, kind: &str) -> ApiResult<Process> {
-    store::fetch::<App>(c, app_guid).await?;
-    store::find_one::<Process>(c, &Query::new().eq("app_guid", app_guid).eq("type", kind))
-        .await?
-        .ok_or_else(|| ApiError::not_found("Process"))
+/// The app's process of this type (404 without the app or the process).
+async fn by_type(api: &Api, app_guid: &str, kind: &str) -> ApiResult<Process> {
+    let mut c = api.inner.pool.acquire().await?;
+    store::fetch::<App>(&mut c, app_guid).await?;
+    store::find_one::<Process>(
+        &mut c,
+        &Query::new().eq("app_guid", app_guid).eq("type", kind),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("Process"))
 }
 
 async fn list_with(api: &Api, raw: Option<&str>, path: &str, base: Query) -> ApiResult<Response> {
-    let params = ListParams::parse(raw, &["types", "guids", "app_guids", "space_guids"], &[])?;
-    let mut q = base;
-    for (param, field) in [
+    const FILTERS: &[(&str, &str)] = &[
         ("types", "type"),
         ("guids", "guid"),
         ("app_guids", "app_guid"),
-    ] {
-        if let Some(v) = params.filter(param) {
-            q = q.any_of(field, v);
-        }
-    }
+    ];
+    let mut names = ListParams::names(FILTERS);
+    names.push("space_guids");
+    let params = ListParams::parse(raw, &names, &[])?;
+    let mut q = params.narrow(base, FILTERS);
     let mut c = api.inner.pool.acquire().await?;
     if let Some(spaces) = params.filter("space_guids") {
         let apps: Vec<App> =
             store::find(&mut c, &Query::new().any_of("space_guid", spaces)).await?;
         q = q.any_of("app_guid", apps.into_iter().map(|a| a.guid).collect());
-    }
-    if let Some((f, d)) = &params.order {
-        q = q.order(f, *d);
     }
     let (procs, total) = store::page::<Process>(&mut c, &q, params.page, params.per_page).await?;
     let mut resources = Vec::new();
@@ -101,10 +101,7 @@ async fn list_app_processes(
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    {
-        let mut c = api.inner.pool.acquire().await?;
-        store::fetch::<App>(&mut c, &guid).await?;
-    }
+    require::<App>(&api, &guid).await?;
     let path = format!("/v3/apps/{guid}/processes");
     list_with(
         &api,
@@ -125,8 +122,8 @@ async fn get_app_process(
     State(api): State<Api>,
     Path((guid, kind)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    let p = by_type(&api, &guid, &kind).await?;
     let mut c = api.inner.pool.acquire().await?;
-    let p = by_type(&mut c, &guid, &kind).await?;
     Ok(ok(render(&api, &mut c, &p).await?))
 }
 
@@ -251,11 +248,8 @@ async fn patch_app_process(
     Path((guid, kind)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let pg = {
-        let mut c = api.inner.pool.acquire().await?;
-        by_type(&mut c, &guid, &kind).await?.guid
-    };
-    patch(&api, &p, &pg, &body).await
+    let process = by_type(&api, &guid, &kind).await?;
+    patch(&api, &p, &process.guid, &body).await
 }
 
 #[derive(Deserialize)]
@@ -335,17 +329,12 @@ async fn scale_app_process(
     Path((guid, kind)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let pg = {
-        let mut c = api.inner.pool.acquire().await?;
-        by_type(&mut c, &guid, &kind).await?.guid
-    };
-    scale(&api, &p, &pg, &body).await
+    let process = by_type(&api, &guid, &kind).await?;
+    scale(&api, &p, &process.guid, &body).await
 }
 
 async fn stats(api: &Api, process: &Process) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let app: App = store::fetch(&mut c, &process.app_guid).await?;
-    drop(c);
+    let app: App = require(api, &process.app_guid).await?;
     let mem_quota = process.memory_mb * 1024 * 1024;
     let disk_quota = process.disk_mb * 1024 * 1024;
     let reports = if app.state == "STARTED" {
@@ -380,22 +369,14 @@ async fn stats(api: &Api, process: &Process) -> ApiResult<Response> {
 }
 
 async fn process_stats(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let process: Process = {
-        let mut c = api.inner.pool.acquire().await?;
-        store::fetch(&mut c, &guid).await?
-    };
-    stats(&api, &process).await
+    stats(&api, &require(&api, &guid).await?).await
 }
 
 async fn app_process_stats(
     State(api): State<Api>,
     Path((guid, kind)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let process = {
-        let mut c = api.inner.pool.acquire().await?;
-        by_type(&mut c, &guid, &kind).await?
-    };
-    stats(&api, &process).await
+    stats(&api, &by_type(&api, &guid, &kind).await?).await
 }
 
 async fn process_sidecars(
@@ -403,10 +384,7 @@ async fn process_sidecars(
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    {
-        let mut c = api.inner.pool.acquire().await?;
-        store::fetch::<Process>(&mut c, &guid).await?;
-    }
+    require::<Process>(&api, &guid).await?;
     let params = ListParams::parse(q.as_deref(), &[], &[])?;
     Ok(ok(params.envelope(
         &api,
@@ -436,7 +414,7 @@ pub(crate) async fn record_crash(api: &Api, report: CrashReport) -> ApiResult<()
         "crash_count": report.crash_count,
         "crash_timestamp": report.crash_timestamp_ns,
         "process_type": process.kind,
-        "version": new_guid(),
+        "version": process.version,
     });
     audit(
         &mut tx,

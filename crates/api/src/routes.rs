@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::SqliteConnection;
 
-use crate::apps::{redesire, ToOne};
+use crate::apps::{redesire, spaces_of, ToOne};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{accepted_job, created, no_content, ok, parse_json, ListParams};
 use crate::model::{new_guid, now, App, Destination, Domain, Job, Metadata, Route, Space};
@@ -209,58 +209,29 @@ async fn create_route(State(api): State<Api>, body: Bytes) -> ApiResult<Response
     Ok(created(body))
 }
 
+/// Route filters that are document fields.
+const FILTERS: &[(&str, &str)] = &[
+    ("hosts", "host"),
+    ("paths", "path"),
+    ("guids", "guid"),
+    ("space_guids", "space_guid"),
+    ("domain_guids", "domain_guid"),
+];
+
 async fn list_routes(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let params = ListParams::parse(
-        q.as_deref(),
-        &[
-            "hosts",
-            "paths",
-            "guids",
-            "space_guids",
-            "domain_guids",
-            "organization_guids",
-            "app_guids",
-        ],
-        &[],
-    )?;
-    let mut query = Query::new();
-    for (param, field) in [
-        ("hosts", "host"),
-        ("paths", "path"),
-        ("guids", "guid"),
-        ("space_guids", "space_guid"),
-        ("domain_guids", "domain_guid"),
-    ] {
-        if let Some(v) = params.filter(param) {
-            query = query.any_of(field, v);
-        }
-    }
+    let mut names = ListParams::names(FILTERS);
+    names.extend(["organization_guids", "app_guids"]);
+    let params = ListParams::parse(q.as_deref(), &names, &[])?;
+    let mut query = params.narrow(Query::new(), FILTERS);
     let mut c = api.inner.pool.acquire().await?;
     if let Some(orgs) = params.filter("organization_guids") {
-        let spaces: Vec<Space> =
-            store::find(&mut c, &Query::new().any_of("org_guid", orgs)).await?;
-        query = query.any_of("space_guid", spaces.into_iter().map(|s| s.guid).collect());
-    }
-    if let Some((f, d)) = &params.order {
-        query = query.order(f, *d);
+        query = query.any_of("space_guid", spaces_of(&mut c, orgs).await?);
     }
     let mut routes: Vec<Route> = store::find(&mut c, &query).await?;
     if let Some(apps) = params.filter("app_guids") {
         routes.retain(|r| r.destinations.iter().any(|d| apps.contains(&d.app_guid)));
     }
-    let total = routes.len() as u64;
-    let mut resources = Vec::new();
-    for r in params.slice(&routes) {
-        resources.push(render(&api, &mut c, &r).await?);
-    }
-    let body = params.envelope(&api, "/v3/routes", total, resources);
-    Ok(ok(crate::http::with_included(
-        &api,
-        &mut c,
-        q.as_deref(),
-        body,
-    )
-    .await?))
+    page(&api, &mut c, q.as_deref(), &params, "/v3/routes", &routes).await
 }
 
 async fn app_routes(
@@ -268,37 +239,37 @@ async fn app_routes(
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let params = ListParams::parse(q.as_deref(), &["hosts", "paths", "domain_guids"], &[])?;
-    let mut c = api.inner.pool.acquire().await?;
-    let app: App = store::fetch(&mut c, &guid).await?;
-    let mut query = Query::new().eq("space_guid", &app.space_guid);
-    for (param, field) in [
+    const APP_FILTERS: &[(&str, &str)] = &[
         ("hosts", "host"),
         ("paths", "path"),
         ("domain_guids", "domain_guid"),
-    ] {
-        if let Some(v) = params.filter(param) {
-            query = query.any_of(field, v);
-        }
-    }
-    if let Some((f, d)) = &params.order {
-        query = query.order(f, *d);
-    }
+    ];
+    let params = ListParams::parse(q.as_deref(), &ListParams::names(APP_FILTERS), &[])?;
+    let mut c = api.inner.pool.acquire().await?;
+    let app: App = store::fetch(&mut c, &guid).await?;
+    let query = params.narrow(Query::new().eq("space_guid", &app.space_guid), APP_FILTERS);
     let mut routes: Vec<Route> = store::find(&mut c, &query).await?;
     routes.retain(|r| r.destinations.iter().any(|d| d.app_guid == guid));
-    let total = routes.len() as u64;
+    let path = format!("/v3/apps/{guid}/routes");
+    page(&api, &mut c, q.as_deref(), &params, &path, &routes).await
+}
+
+/// One page of routes (filtered in memory, as destinations are), in CF's
+/// list envelope with the `included` block asked for.
+async fn page(
+    api: &Api,
+    c: &mut SqliteConnection,
+    raw: Option<&str>,
+    params: &ListParams,
+    path: &str,
+    routes: &[Route],
+) -> ApiResult<Response> {
     let mut resources = Vec::new();
-    for r in params.slice(&routes) {
-        resources.push(render(&api, &mut c, &r).await?);
+    for r in params.slice(routes) {
+        resources.push(render(api, c, &r).await?);
     }
-    let body = params.envelope(&api, &format!("/v3/apps/{guid}/routes"), total, resources);
-    Ok(ok(crate::http::with_included(
-        &api,
-        &mut c,
-        q.as_deref(),
-        body,
-    )
-    .await?))
+    let body = params.envelope(api, path, routes.len() as u64, resources);
+    Ok(ok(crate::http::with_included(api, c, raw, body).await?))
 }
 
 async fn get_route(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
@@ -326,8 +297,7 @@ async fn delete_route(State(api): State<Api>, Path(guid): Path<String>) -> ApiRe
     let mut tx = store::begin(&api.inner.pool).await?;
     let route: Route = store::fetch(&mut tx, &guid).await?;
     store::delete::<Route>(&mut tx, &guid).await?;
-    let mut job = Job::new("route.delete", None);
-    job.state = "COMPLETE".into();
+    let job = Job::completed("route.delete", None);
     store::insert(&mut tx, &job).await?;
     tx.commit().await?;
     redesire_all(&api, apps_of(&route)).await?;

@@ -213,22 +213,35 @@ impl Query {
     }
 }
 
-/// Every document matching the query, in its order.
-pub(crate) async fn find<T: Doc>(c: &mut SqliteConnection, q: &Query) -> ApiResult<Vec<T>> {
-    let sql = format!(
-        "SELECT doc FROM {}{}{}",
-        T::TABLE,
-        q.where_clause(),
-        q.order_clause()
-    );
+/// Runs `SELECT <what> FROM <T's table> <where><tail>` with the query's values
+/// bound, then `extra` (e.g. the LIMIT and OFFSET).
+async fn select<T: Doc>(
+    c: &mut SqliteConnection,
+    q: &Query,
+    what: &str,
+    tail: &str,
+    extra: &[i64],
+) -> ApiResult<Vec<sqlx::sqlite::SqliteRow>> {
+    let sql = format!("SELECT {what} FROM {}{}{tail}", T::TABLE, q.where_clause());
     let mut query = sqlx::query(&sql);
     for value in q.binds() {
         query = query.bind(value);
     }
-    let rows = query.fetch_all(&mut *c).await?;
+    for value in extra {
+        query = query.bind(value);
+    }
+    Ok(query.fetch_all(&mut *c).await?)
+}
+
+fn decode_rows<T: Doc>(rows: &[sqlx::sqlite::SqliteRow]) -> ApiResult<Vec<T>> {
     rows.iter()
         .map(|row| decode(&row.try_get::<String, _>(0)?))
         .collect()
+}
+
+/// Every document matching the query, in its order.
+pub(crate) async fn find<T: Doc>(c: &mut SqliteConnection, q: &Query) -> ApiResult<Vec<T>> {
+    decode_rows(&select::<T>(c, q, "doc", &q.order_clause(), &[]).await?)
 }
 
 /// The first document matching the query.
@@ -243,31 +256,17 @@ pub(crate) async fn page<T: Doc>(
     page: u64,
     per_page: u64,
 ) -> ApiResult<(Vec<T>, u64)> {
-    let count_sql = format!("SELECT COUNT(*) FROM {}{}", T::TABLE, q.where_clause());
-    let mut count = sqlx::query(&count_sql);
-    for value in q.binds() {
-        count = count.bind(value);
-    }
-    let total: i64 = count.fetch_one(&mut *c).await?.try_get(0)?;
-    let sql = format!(
-        "SELECT doc FROM {}{}{} LIMIT ? OFFSET ?",
-        T::TABLE,
-        q.where_clause(),
-        q.order_clause()
-    );
-    let mut query = sqlx::query(&sql);
-    for value in q.binds() {
-        query = query.bind(value);
-    }
+    let counted = select::<T>(c, q, "COUNT(*)", "", &[]).await?;
+    let total: i64 = match counted.first() {
+        Some(row) => row.try_get(0)?,
+        None => 0,
+    };
     let offset = page.saturating_sub(1).saturating_mul(per_page);
-    let rows = query
-        .bind(i64::try_from(per_page).unwrap_or(i64::MAX))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&mut *c)
-        .await?;
-    let docs = rows
-        .iter()
-        .map(|row| decode(&row.try_get::<String, _>(0)?))
-        .collect::<ApiResult<Vec<T>>>()?;
+    let limits = [
+        i64::try_from(per_page).unwrap_or(i64::MAX),
+        i64::try_from(offset).unwrap_or(i64::MAX),
+    ];
+    let tail = format!("{} LIMIT ? OFFSET ?", q.order_clause());
+    let docs = decode_rows(&select::<T>(c, q, "doc", &tail, &limits).await?)?;
     Ok((docs, u64::try_from(total).unwrap_or(0)))
 }

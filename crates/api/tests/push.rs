@@ -40,13 +40,8 @@ async fn manifest_app(h: &Harness) -> (String, String) {
     (space, app)
 }
 
-/// Creates a package and uploads `zip`; returns the final package.
-async fn package_with(
-    h: &Harness,
-    app: &str,
-    zip: Option<Vec<u8>>,
-    resources: Option<Value>,
-) -> Value {
+/// Creates a bits package for the app; returns its guid.
+async fn new_package(h: &Harness, app: &str) -> String {
     let (status, package) = h
         .call(
             "POST",
@@ -56,7 +51,17 @@ async fn package_with(
         .await;
     assert_eq!(status, StatusCode::CREATED, "{package}");
     assert_eq!(package["state"], "AWAITING_UPLOAD");
-    let guid = package["guid"].as_str().expect("guid").to_string();
+    package["guid"].as_str().expect("guid").to_string()
+}
+
+/// Creates a package and uploads `zip`; returns the final package.
+async fn package_with(
+    h: &Harness,
+    app: &str,
+    zip: Option<Vec<u8>>,
+    resources: Option<Value>,
+) -> Value {
+    let guid = new_package(h, app).await;
     let (status, uploaded) = h.upload(&guid, zip, resources).await;
     assert_eq!(status, StatusCode::OK, "{uploaded}");
     assert!(
@@ -540,6 +545,9 @@ async fn resume_and_crashes() {
     );
     assert_eq!(e["data"]["index"], 0);
     assert_eq!(e["data"]["reason"], "CRASHED");
+    // The version is the crashed process's, as CF reports it.
+    let process = h.get(&format!("/v3/processes/{}", first.process_guid)).await;
+    assert_eq!(e["data"]["version"], process["version"]);
 }
 
 #[tokio::test]
@@ -627,14 +635,7 @@ async fn oversized_uploads_are_refused() {
     let h = Harness::new().await;
     let (_space, app) = manifest_app(&h).await;
     h.api.set_upload_limit(1024);
-    let (_, package) = h
-        .call(
-            "POST",
-            "/v3/packages",
-            Some(json!({"type": "bits", "relationships": {"app": {"data": {"guid": app}}}})),
-        )
-        .await;
-    let guid = package["guid"].as_str().expect("guid");
+    let guid = &new_package(&h, &app).await;
     // Noise, so compression cannot bring it under the limit.
     let mut x: u32 = 1;
     let big: Vec<u8> = (0..64 * 1024)
@@ -751,14 +752,7 @@ applications:
 async fn resume_fails_work_a_restart_interrupted() {
     let h = Harness::new().await;
     let (_space, app) = manifest_app(&h).await;
-    let (_, package) = h
-        .call(
-            "POST",
-            "/v3/packages",
-            Some(json!({"type": "bits", "relationships": {"app": {"data": {"guid": app}}}})),
-        )
-        .await;
-    let guid = package["guid"].as_str().expect("guid");
+    let guid = &new_package(&h, &app).await;
     // As if the previous platform process died mid-upload.
     sqlx::query(
         "UPDATE cc_packages SET doc = json_set(doc, '$.state', 'PROCESSING') WHERE guid = ?",

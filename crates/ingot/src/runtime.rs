@@ -140,7 +140,7 @@ impl ingot_api::Runtime for SchedulerRuntime {
                 uptime_secs: status.uptime_secs,
                 mem_bytes: status.mem_bytes,
                 disk_bytes: 0,
-                cpu: 0.0,
+                cpu: status.cpu,
                 details: status.details,
             })
             .collect()

@@ -171,6 +171,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     auth.register_metrics(&mut registry);
     log_store.register_metrics(&mut registry);
     router.register_metrics(&mut registry);
+    scheduler.register_metrics(&mut registry);
     let registry = Arc::new(registry);
 
     let http = api

@@ -56,6 +56,8 @@ pub struct InstanceStatus {
     pub mem_bytes: u64,
     /// CPU time used so far, in nanoseconds.
     pub cpu_time_ns: u64,
+    /// CPU use since the previous look, as a fraction of one core.
+    pub cpu: f64,
     /// Why the index is not running, e.g. the last crash.
     pub details: Option<String>,
 }
@@ -110,6 +112,8 @@ pub(crate) struct Cell {
     tasks: TaskTracker,
     stopping: AtomicBool,
     droplets: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<PathBuf>>>>,
+    cpu_samples: Mutex<HashMap<String, CpuSample>>,
+    pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) builtin_buildpacks: Vec<(String, PathBuf)>,
 }
 
@@ -148,6 +152,8 @@ impl Cell {
             tasks: TaskTracker::new(),
             stopping: AtomicBool::new(false),
             droplets: tokio::sync::Mutex::new(HashMap::new()),
+            cpu_samples: Mutex::new(HashMap::new()),
+            metrics: crate::metrics::Metrics::default(),
             builtin_buildpacks: builtin,
         });
         let looper = Arc::clone(&cell);
@@ -276,6 +282,8 @@ impl Cell {
                             uptime_secs: instance.started.elapsed().as_secs(),
                             mem_bytes: usage.map_or(0, |u| u.memory_bytes),
                             cpu_time_ns: usage.map_or(0, |u| u.cpu_time_ns),
+                            cpu: usage
+                                .map_or(0.0, |u| self.cpu_fraction(&instance.guid, u.cpu_time_ns)),
                             details: None,
                         }
                     }
@@ -289,12 +297,39 @@ impl Cell {
                             uptime_secs: 0,
                             mem_bytes: 0,
                             cpu_time_ns: 0,
+                            cpu: 0.0,
                             details: slot.and_then(|slot| slot.last_crash.clone()),
                         }
                     }
                 }
             })
             .collect()
+    }
+
+    /// CPU use between two looks at an instance's cgroup counter: the share
+    /// of one core it used since the previous look (at least a second ago,
+    /// so that frequent polling does not make the figure jumpy).
+    fn cpu_fraction(&self, instance_guid: &str, cpu_time_ns: u64) -> f64 {
+        let now = Instant::now();
+        let mut samples = self
+            .cpu_samples
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let sample = samples
+            .entry(instance_guid.to_string())
+            .or_insert(CpuSample {
+                at: now,
+                cpu_time_ns,
+                fraction: 0.0,
+            });
+        let elapsed = now.duration_since(sample.at);
+        if elapsed >= Duration::from_secs(1) {
+            let used = cpu_time_ns.saturating_sub(sample.cpu_time_ns) as f64;
+            sample.fraction = used / elapsed.as_nanos() as f64;
+            sample.at = now;
+            sample.cpu_time_ns = cpu_time_ns;
+        }
+        sample.fraction
     }
 
     pub(crate) async fn shutdown(self: &Arc<Self>) {
@@ -381,8 +416,24 @@ impl Cell {
                     false
                 });
             }
+            let desired: u32 = state.lrps.values().map(|lrp| lrp.desired.instances).sum();
+            let running = state
+                .lrps
+                .values()
+                .flat_map(|lrp| lrp.slots.values())
+                .filter(|slot| {
+                    slot.instance
+                        .as_ref()
+                        .is_some_and(|i| i.phase == Phase::Running)
+                })
+                .count();
+            self.metrics.desired_instances.set(i64::from(desired));
+            self.metrics
+                .running_instances
+                .set(i64::try_from(running).unwrap_or(i64::MAX));
         }
         for (desired, index, guid, cancel) in to_start {
+            self.metrics.instances_started.inc();
             let cell = Arc::clone(self);
             self.tasks
                 .spawn(async move { cell.run_instance(desired, index, guid, cancel).await });
@@ -643,6 +694,10 @@ impl Cell {
                 .get_mut(&lrp.process_guid)
                 .and_then(|current| current.slots.get_mut(&index))
                 .filter(|slot| slot.instance.as_ref().is_some_and(|i| i.guid == guid));
+            self.cpu_samples
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(guid);
             if let Some(slot) = slot {
                 let ran_for = slot
                     .instance
@@ -675,6 +730,7 @@ impl Cell {
             }
         }
         if let Some(event) = event {
+            self.metrics.crashes.inc();
             self.cell_log(
                 lrp,
                 index,
@@ -798,6 +854,12 @@ pub(crate) fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+struct CpuSample {
+    at: Instant,
+    cpu_time_ns: u64,
+    fraction: f64,
 }
 
 struct CrashReason {

@@ -16,6 +16,7 @@ pub mod backoff;
 mod cell;
 mod env;
 mod health;
+mod metrics;
 mod staging;
 
 use std::collections::BTreeMap;
@@ -249,6 +250,12 @@ impl Scheduler {
     /// Stages a package into a droplet inside a container.
     pub async fn stage(&self, request: StagingRequest) -> Result<StagingOutcome, StagingFailure> {
         staging::stage(&self.cell, request).await
+    }
+
+    /// Registers `ingot_scheduler_*`: instances started, crashes, stagings by
+    /// outcome, desired and running instances.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.cell.metrics.register(registry);
     }
 
     /// Events (crashes) for the API to record.

@@ -124,6 +124,7 @@ pub(crate) async fn stage(
     };
     log("Creating container".to_string());
     let result = stage_in(cell, &request, &dir, &log).await;
+    cell.metrics.staged(result.is_ok());
     let _ = cell
         .containers
         .destroy(&staging_id(&request.build_guid))

@@ -81,6 +81,19 @@ fn walking_skeleton() {
         assert!(body.contains(expected), "{host} after restart: {body}");
     }
 
+    // A kill -9 loses nothing acknowledged: the next boot clears what the
+    // dead platform left and brings the same apps back.
+    platform.kill_and_restart();
+    for host in [
+        "site.apps.localhost",
+        "urlbp.apps.localhost",
+        "probe.apps.localhost",
+    ] {
+        platform.wait_for_app(host, "/");
+    }
+    let app = platform.cli(&["app", "probe"]);
+    assert!(app.contains("running"), "{app}");
+
     for app in [
         "site", "pysite", "probe", "pipapp", "custom", "urlbp", "slow",
     ] {
@@ -306,6 +319,12 @@ fn inside_an_instance(platform: &Platform) {
     );
 }
 
+fn stats(platform: &Platform, app: &str) -> Vec<serde_json::Value> {
+    let guid = platform.app_guid(app);
+    let (_, stats) = platform.api("GET", &format!("/v3/apps/{guid}/processes/web/stats"), None);
+    stats["resources"].as_array().cloned().unwrap_or_default()
+}
+
 fn instance_guids(platform: &Platform, app: &str) -> Vec<(u64, String, String)> {
     let guid = platform.app_guid(app);
     let (_, stats) = platform.api("GET", &format!("/v3/apps/{guid}/processes/web/stats"), None);
@@ -464,13 +483,15 @@ fn slow_start_gets_no_traffic(platform: &Platform, work: &Path) {
         "the slow app's push to finish",
         Duration::from_secs(180),
         || {
-            let starting = platform.api("GET", "/v3/apps?names=slow", None).1["resources"][0]
-                ["guid"]
+            // Only well inside the 10 s the app sleeps, so that the instance
+            // cannot turn healthy between reading its state and the request.
+            let exists = platform.api("GET", "/v3/apps?names=slow", None).1["resources"][0]["guid"]
                 .as_str()
-                .is_some()
-                && instance_guids(platform, "slow")
-                    .iter()
-                    .any(|(_, state, _)| state == "STARTING");
+                .is_some();
+            let starting = exists
+                && stats(platform, "slow").iter().any(|r| {
+                    r["state"] == "STARTING" && r["uptime"].as_u64().is_some_and(|up| up < 7)
+                });
             if starting {
                 let (status, _) = platform.get_app("slow.apps.localhost", "/");
                 assert_ne!(status, 200, "a STARTING instance must get no traffic");

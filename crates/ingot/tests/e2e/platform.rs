@@ -110,6 +110,16 @@ impl Platform {
         self.boot();
     }
 
+    /// Kills the platform with SIGKILL (no cleanup at all), then boots it
+    /// again on the same home.
+    pub fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL ingot up");
+            child.wait().expect("reap ingot up");
+        }
+        self.boot();
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
