@@ -42,9 +42,7 @@ pub(crate) fn routes() -> Router<Api> {
             "/v3/apps/{guid}",
             get(show::<App>).patch(update_app).delete(delete_app),
         )
-        .route("/v3/apps/{guid}/actions/start", post(start))
-        .route("/v3/apps/{guid}/actions/stop", post(stop))
-        .route("/v3/apps/{guid}/actions/restart", post(restart))
+        .route("/v3/apps/{guid}/actions/{action}", post(act))
         .route(
             "/v3/apps/{guid}/relationships/current_droplet",
             get(get_current_droplet_rel).patch(set_current_droplet),
@@ -124,6 +122,26 @@ pub(crate) struct Lifecycle {
 pub(crate) struct LifecycleData {
     pub buildpacks: Option<Vec<String>>,
     pub stack: Option<String>,
+}
+
+impl Lifecycle {
+    /// Overrides `buildpacks` and `stack` with what the lifecycle names,
+    /// after checking that they exist.
+    pub(crate) async fn apply(
+        &self,
+        c: &mut SqliteConnection,
+        buildpacks: &mut Vec<String>,
+        stack: &mut String,
+    ) -> ApiResult<()> {
+        if let Some(b) = &self.data.buildpacks {
+            validate_buildpacks(c, b).await?;
+            buildpacks.clone_from(b);
+        }
+        if let Some(s) = &self.data.stack {
+            *stack = resolve_stack(c, Some(s), &mut Vec::new()).await?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -318,7 +336,10 @@ async fn create_app(
 }
 
 /// The guids of the spaces of these organizations (`organization_guids=`).
-pub(crate) async fn spaces_of(c: &mut SqliteConnection, orgs: Vec<String>) -> ApiResult<Vec<String>> {
+pub(crate) async fn spaces_of(
+    c: &mut SqliteConnection,
+    orgs: Vec<String>,
+) -> ApiResult<Vec<String>> {
     let spaces: Vec<Space> = store::find(c, &Query::new().any_of("org_guid", orgs)).await?;
     Ok(spaces.into_iter().map(|s| s.guid).collect())
 }
@@ -373,13 +394,8 @@ async fn update_app(
     }
     if let Some(l) = &req.lifecycle {
         check_lifecycle(l)?;
-        if let Some(bps) = &l.data.buildpacks {
-            validate_buildpacks(&mut tx, bps).await?;
-            app.buildpacks = bps.clone();
-        }
-        if l.data.stack.is_some() {
-            app.stack = resolve_stack(&mut tx, l.data.stack.as_deref(), &mut Vec::new()).await?;
-        }
+        l.apply(&mut tx, &mut app.buildpacks, &mut app.stack)
+            .await?;
     }
     if let Some(m) = &req.metadata {
         app.metadata.merge(m);
@@ -404,6 +420,7 @@ async fn delete_app(
     Extension(p): Extension<Principal>,
     Path(guid): Path<String>,
 ) -> ApiResult<Response> {
+    let _serial = api.lock_app(&guid).await;
     let mut tx = store::begin(&api.inner.pool).await?;
     let app: App = store::fetch(&mut tx, &guid).await?;
     let processes: Vec<Process> = store::find(&mut tx, &Query::new().eq("app_guid", &guid)).await?;
@@ -574,7 +591,7 @@ async fn stop_in_tx(c: &mut SqliteConnection, app_guid: &str) -> ApiResult<Vec<S
     Ok(processes.into_iter().map(|p| p.guid).collect())
 }
 
-/// What an app action does to the runtime, in this order.
+/// What an app action does, in this order.
 struct Action {
     /// Removes the running instances.
     stop: bool,
@@ -586,22 +603,45 @@ struct Action {
     verb: &'static str,
 }
 
-async fn act(api: &Api, p: &Principal, guid: &str, action: Action) -> ApiResult<Response> {
+/// The actions `/v3/apps/:guid/actions/<name>` knows.
+fn action(name: &str) -> Option<Action> {
+    let (stop, start, event, verb) = match name {
+        "start" => (false, true, "audit.app.start", "Starting"),
+        "stop" => (true, false, "audit.app.stop", "Stopping"),
+        "restart" => (true, true, "audit.app.restart", "Restarting"),
+        _ => return None,
+    };
+    Some(Action {
+        stop,
+        start,
+        event,
+        verb,
+    })
+}
+
+/// Starts, stops or restarts an app.
+async fn act(
+    State(api): State<Api>,
+    Extension(p): Extension<Principal>,
+    Path((guid, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let action = action(&name).ok_or(ApiError::UnknownRequest)?;
+    let _serial = api.lock_app(&guid).await;
     let mut tx = store::begin(&api.inner.pool).await?;
     let removed = if action.stop {
-        stop_in_tx(&mut tx, guid).await?
+        stop_in_tx(&mut tx, &guid).await?
     } else {
         Vec::new()
     };
     let desired = if action.start {
-        start_in_tx(&mut tx, guid).await?
+        start_in_tx(&mut tx, &guid).await?
     } else {
         Vec::new()
     };
-    let app: App = store::fetch(&mut tx, guid).await?;
-    audit_app(&mut tx, action.event, p, &app, json!({})).await?;
+    let app: App = store::fetch(&mut tx, &guid).await?;
+    audit_app(&mut tx, action.event, &p, &app, json!({})).await?;
     tx.commit().await?;
-    api.api_log(guid, &format!("{} app with guid {guid}", action.verb));
+    api.api_log(&guid, &format!("{} app with guid {guid}", action.verb));
     // Remove first so a restart's instances are new (new instance guids),
     // as a CF restart gives.
     for g in removed {
@@ -613,48 +653,6 @@ async fn act(api: &Api, p: &Principal, guid: &str, action: Action) -> ApiResult<
     Ok(ok(app.json(&api.inner.config.external_url)))
 }
 
-async fn start(
-    State(api): State<Api>,
-    Extension(p): Extension<Principal>,
-    Path(guid): Path<String>,
-) -> ApiResult<Response> {
-    let action = Action {
-        stop: false,
-        start: true,
-        event: "audit.app.start",
-        verb: "Starting",
-    };
-    act(&api, &p, &guid, action).await
-}
-
-async fn stop(
-    State(api): State<Api>,
-    Extension(p): Extension<Principal>,
-    Path(guid): Path<String>,
-) -> ApiResult<Response> {
-    let action = Action {
-        stop: true,
-        start: false,
-        event: "audit.app.stop",
-        verb: "Stopping",
-    };
-    act(&api, &p, &guid, action).await
-}
-
-async fn restart(
-    State(api): State<Api>,
-    Extension(p): Extension<Principal>,
-    Path(guid): Path<String>,
-) -> ApiResult<Response> {
-    let action = Action {
-        stop: true,
-        start: true,
-        event: "audit.app.restart",
-        verb: "Restarting",
-    };
-    act(&api, &p, &guid, action).await
-}
-
 /// Patches the stored desired state of a started app's processes and hands
 /// it to the runtime again (scale, route changes). Processes without a stored
 /// desired state get one computed from the current state.
@@ -663,6 +661,7 @@ pub(crate) async fn redesire(
     app_guid: &str,
     patch: impl Fn(&mut DesiredProcess, &Process),
 ) -> ApiResult<()> {
+    let _serial = api.lock_app(app_guid).await;
     let mut tx = store::begin(&api.inner.pool).await?;
     let Some(app) = store::get::<App>(&mut tx, app_guid).await? else {
         return Ok(());

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::apps::{app_context, audit_app, resolve_buildpacks, validate_buildpacks, Lifecycle};
+use crate::apps::{app_context, audit_app, resolve_buildpacks, Lifecycle};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{
     accepted_job, below, created, index, list, ok, parse_json, require, show, Listed,
@@ -19,7 +19,6 @@ use crate::model::{
     new_guid, now, App, Build, Buildpack, CreatedBy, Droplet, DropletBuildpack, Job, Metadata,
     Package,
 };
-use crate::orgs::resolve_stack;
 use crate::store::{self, Query};
 use crate::{Api, Principal, StageRequest};
 
@@ -122,13 +121,7 @@ async fn create_build(
     let mut buildpacks = app.buildpacks.clone();
     let mut stack = app.stack.clone();
     if let Some(l) = &req.lifecycle {
-        if let Some(b) = &l.data.buildpacks {
-            validate_buildpacks(&mut tx, b).await?;
-            buildpacks = b.clone();
-        }
-        if l.data.stack.is_some() {
-            stack = resolve_stack(&mut tx, l.data.stack.as_deref(), &mut Vec::new()).await?;
-        }
+        l.apply(&mut tx, &mut buildpacks, &mut stack).await?;
     }
     let (refs, candidates) = resolve_buildpacks(&mut tx, &buildpacks).await?;
     let at = now();

@@ -380,7 +380,13 @@ pub(crate) async fn below<P: Parent, T: Listed>(
 ) -> ApiResult<Response> {
     require::<P>(&api, &guid).await?;
     let path = format!("/v3/{}/{guid}/{}", P::NAME, T::NAME);
-    list::<T>(&api, raw.as_deref(), &path, T::base_query().eq(P::KEY, &guid)).await
+    list::<T>(
+        &api,
+        raw.as_deref(),
+        &path,
+        T::base_query().eq(P::KEY, &guid),
+    )
+    .await
 }
 
 /// Serves a list of `T` within `base` (the endpoint's own constraints),
@@ -463,8 +469,7 @@ pub(crate) async fn with_included(
     let mut included = serde_json::Map::new();
     let mut org_guids = related_guids(&resources, "organization");
     if wants("space") || wants("space.organization") {
-        let spaces =
-            fetch_rendered::<Space>(c, base, related_guids(&resources, "space")).await?;
+        let spaces = fetch_rendered::<Space>(c, base, related_guids(&resources, "space")).await?;
         if wants("space.organization") {
             org_guids = related_guids(&spaces, "organization");
             let orgs = fetch_rendered::<Org>(c, base, org_guids.clone()).await?;

@@ -288,6 +288,11 @@ pub(crate) struct Inner {
     pub(crate) config: ApiConfig,
     pub(crate) metrics: http::Metrics,
     pub(crate) upload_limit: std::sync::atomic::AtomicU64,
+    /// One lock per app, held from the database transaction through the
+    /// runtime call, so that concurrent start/stop/scale/delete of an app
+    /// reach the runtime in the order they were committed.
+    pub(crate) app_locks:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The Cloud Controller: cheap to clone, shared by every request.
@@ -317,6 +322,7 @@ impl Api {
                 runtime,
                 config,
                 metrics: http::Metrics::default(),
+                app_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
                 upload_limit: std::sync::atomic::AtomicU64::new(packages::MAX_UPLOAD_BYTES),
             }),
         })
@@ -378,6 +384,19 @@ impl Api {
             line.as_bytes().to_vec(),
             ingot_logs::LogKind::Out,
         ));
+    }
+
+    /// Serialises the state changes of one app (see `Inner::app_locks`).
+    pub(crate) async fn lock_app(&self, app_guid: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .inner
+                .app_locks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            Arc::clone(locks.entry(app_guid.to_string()).or_default())
+        };
+        lock.lock_owned().await
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

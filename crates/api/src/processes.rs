@@ -1,6 +1,8 @@
 //! Processes: get, list, update (command, health check), scale, stats, and
 //! the crash audit events the runtime reports.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -19,28 +21,37 @@ use crate::store::{self, Query};
 use crate::{Api, CrashReport, Principal};
 
 pub(crate) fn routes() -> Router<Api> {
+    // A process is named by its guid or by its app and type; both forms
+    // share the handlers (see [`target`]).
     Router::new()
         .route("/v3/processes", get(list_processes))
-        .route(
-            "/v3/processes/{guid}",
-            get(get_process).patch(patch_process),
-        )
-        .route("/v3/processes/{guid}/actions/scale", post(scale_process))
-        .route("/v3/processes/{guid}/stats", get(process_stats))
+        .route("/v3/processes/{guid}", get(get_process).patch(patch))
+        .route("/v3/processes/{guid}/actions/scale", post(scale))
+        .route("/v3/processes/{guid}/stats", get(stats))
         .route("/v3/processes/{guid}/sidecars", get(process_sidecars))
         .route("/v3/apps/{guid}/processes", get(list_app_processes))
         .route(
             "/v3/apps/{guid}/processes/{kind}",
-            get(get_app_process).patch(patch_app_process),
+            get(get_process).patch(patch),
         )
         .route(
             "/v3/apps/{guid}/processes/{kind}/actions/scale",
-            post(scale_app_process),
+            post(scale),
         )
-        .route(
-            "/v3/apps/{guid}/processes/{kind}/stats",
-            get(app_process_stats),
-        )
+        .route("/v3/apps/{guid}/processes/{kind}/stats", get(stats))
+}
+
+/// The path parameters of a process route: `guid`, and `kind` when the
+/// route names the process by its app (`guid`) and type.
+type Target = Path<HashMap<String, String>>;
+
+/// The process a route names (404 without it, or without its app).
+async fn target(api: &Api, Path(params): Target) -> ApiResult<Process> {
+    let guid = params.get("guid").map(String::as_str).unwrap_or_default();
+    match params.get("kind") {
+        Some(kind) => by_type(api, guid, kind).await,
+        None => require(api, guid).await,
+    }
 }
 
 async fn render(api: &Api, c: &mut SqliteConnection, p: &Process) -> ApiResult<Value> {
@@ -112,17 +123,8 @@ async fn list_app_processes(
     .await
 }
 
-async fn get_process(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    let p: Process = store::fetch(&mut c, &guid).await?;
-    Ok(ok(render(&api, &mut c, &p).await?))
-}
-
-async fn get_app_process(
-    State(api): State<Api>,
-    Path((guid, kind)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    let p = by_type(&api, &guid, &kind).await?;
+async fn get_process(State(api): State<Api>, path: Target) -> ApiResult<Response> {
+    let p = target(&api, path).await?;
     let mut c = api.inner.pool.acquire().await?;
     Ok(ok(render(&api, &mut c, &p).await?))
 }
@@ -197,10 +199,16 @@ pub(crate) fn apply_health_check(
     Ok(())
 }
 
-async fn patch(api: &Api, p: &Principal, guid: &str, body: &[u8]) -> ApiResult<Response> {
-    let req: ProcessPatch = parse_json(body)?;
+async fn patch(
+    State(api): State<Api>,
+    Extension(p): Extension<Principal>,
+    path: Target,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: ProcessPatch = parse_json(&body)?;
+    let guid = target(&api, path).await?.guid;
     let mut tx = store::begin(&api.inner.pool).await?;
-    let mut process: Process = store::fetch(&mut tx, guid).await?;
+    let mut process: Process = store::fetch(&mut tx, &guid).await?;
     if let Some(command) = req.command {
         process.command = command.filter(|c| !c.is_empty());
     }
@@ -223,33 +231,14 @@ async fn patch(api: &Api, p: &Principal, guid: &str, body: &[u8]) -> ApiResult<R
     audit_app(
         &mut tx,
         "audit.app.process.update",
-        p,
+        &p,
         &app,
         json!({"process_guid": process.guid}),
     )
     .await?;
-    let body = render(api, &mut tx, &process).await?;
+    let body = render(&api, &mut tx, &process).await?;
     tx.commit().await?;
     Ok(ok(body))
-}
-
-async fn patch_process(
-    State(api): State<Api>,
-    Extension(p): Extension<Principal>,
-    Path(guid): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    patch(&api, &p, &guid, &body).await
-}
-
-async fn patch_app_process(
-    State(api): State<Api>,
-    Extension(p): Extension<Principal>,
-    Path((guid, kind)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let process = by_type(&api, &guid, &kind).await?;
-    patch(&api, &p, &process.guid, &body).await
 }
 
 #[derive(Deserialize)]
@@ -260,10 +249,16 @@ struct ScaleRequest {
 }
 
 /// Scales a process and, when its app runs, re-desires it.
-async fn scale(api: &Api, p: &Principal, guid: &str, body: &[u8]) -> ApiResult<Response> {
-    let req: ScaleRequest = parse_json(body)?;
+async fn scale(
+    State(api): State<Api>,
+    Extension(p): Extension<Principal>,
+    path: Target,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: ScaleRequest = parse_json(&body)?;
+    let guid = target(&api, path).await?.guid;
     let mut tx = store::begin(&api.inner.pool).await?;
-    let mut process: Process = store::fetch(&mut tx, guid).await?;
+    let mut process: Process = store::fetch(&mut tx, &guid).await?;
     if let Some(i) = req.instances {
         process.instances = u32::try_from(i).map_err(|_| {
             ApiError::Unprocessable("Instances must be greater than or equal to 0".into())
@@ -287,13 +282,13 @@ async fn scale(api: &Api, p: &Principal, guid: &str, body: &[u8]) -> ApiResult<R
     audit_app(
         &mut tx,
         "audit.app.process.scale",
-        p,
+        &p,
         &app,
         json!({"process_guid": process.guid, "process_type": process.kind, "request": {
             "instances": req.instances, "memory_in_mb": req.memory_in_mb, "disk_in_mb": req.disk_in_mb}}),
     )
     .await?;
-    let body = render(api, &mut tx, &process).await?;
+    let body = render(&api, &mut tx, &process).await?;
     tx.commit().await?;
     api.api_log(
         &process.app_guid,
@@ -303,7 +298,7 @@ async fn scale(api: &Api, p: &Principal, guid: &str, body: &[u8]) -> ApiResult<R
         ),
     );
     let scaled = process.guid.clone();
-    redesire(api, &process.app_guid, |dp, pr| {
+    redesire(&api, &process.app_guid, |dp, pr| {
         if pr.guid == scaled {
             dp.instances = pr.instances;
             dp.memory_mb = pr.memory_mb;
@@ -314,27 +309,9 @@ async fn scale(api: &Api, p: &Principal, guid: &str, body: &[u8]) -> ApiResult<R
     Ok(ok(body))
 }
 
-async fn scale_process(
-    State(api): State<Api>,
-    Extension(p): Extension<Principal>,
-    Path(guid): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    scale(&api, &p, &guid, &body).await
-}
-
-async fn scale_app_process(
-    State(api): State<Api>,
-    Extension(p): Extension<Principal>,
-    Path((guid, kind)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let process = by_type(&api, &guid, &kind).await?;
-    scale(&api, &p, &process.guid, &body).await
-}
-
-async fn stats(api: &Api, process: &Process) -> ApiResult<Response> {
-    let app: App = require(api, &process.app_guid).await?;
+async fn stats(State(api): State<Api>, path: Target) -> ApiResult<Response> {
+    let process = target(&api, path).await?;
+    let app: App = require(&api, &process.app_guid).await?;
     let mem_quota = process.memory_mb * 1024 * 1024;
     let disk_quota = process.disk_mb * 1024 * 1024;
     let reports = if app.state == "STARTED" {
@@ -366,17 +343,6 @@ async fn stats(api: &Api, process: &Process) -> ApiResult<Response> {
         resources.push(entry);
     }
     Ok(ok(json!({"resources": resources})))
-}
-
-async fn process_stats(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    stats(&api, &require(&api, &guid).await?).await
-}
-
-async fn app_process_stats(
-    State(api): State<Api>,
-    Path((guid, kind)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    stats(&api, &by_type(&api, &guid, &kind).await?).await
 }
 
 async fn process_sidecars(

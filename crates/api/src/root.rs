@@ -112,6 +112,6 @@ async fn v2_info(State(api): State<Api>) -> axum::response::Response {
         "doppler_logging_endpoint": null,
         "api_version": CC_V2_VERSION,
         "osbapi_version": "2.15",
-        "routing_endpoint": c.router_url,
+        "routing_endpoint": null,
     }))
 }

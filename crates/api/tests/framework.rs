@@ -195,15 +195,17 @@ async fn bootstrap_is_idempotent_and_complete() {
         .iter()
         .map(|b| b["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(
-        names,
-        [
-            "staticfile_buildpack",
-            "python_buildpack",
-            "binary_buildpack"
-        ]
-    );
+    assert_eq!(names, BUILTIN_BUILDPACKS);
     assert_eq!(bps["resources"][1]["position"], 2);
+    // The admin's user record is served, not an empty list.
+    let users = h.get("/v3/users").await;
+    assert_eq!(users["pagination"]["total_results"], 1);
+    assert_eq!(users["resources"][0]["guid"], "admin-guid");
+    assert_eq!(users["resources"][0]["username"], "admin");
+    let admin = h.get("/v3/users/admin-guid").await;
+    assert_eq!(admin["presentation_name"], "admin");
+    let none = h.get("/v3/users?usernames=nobody").await;
+    assert_eq!(none["pagination"]["total_results"], 0);
 }
 
 #[tokio::test]

@@ -169,14 +169,7 @@ async fn push_sequence_reaches_the_runtime() {
     assert_eq!(droplet["process_types"]["web"], "./serve");
     assert_eq!(droplet["buildpacks"][0]["name"], "staticfile_buildpack");
     assert_eq!(droplet["checksum"]["type"], "sha256");
-    let stage = h
-        .calls()
-        .into_iter()
-        .find_map(|c| match c {
-            Call::Stage(s) => Some(s),
-            _ => None,
-        })
-        .expect("staged");
+    let stage = h.first_stage();
     assert_eq!(
         stage.buildpacks,
         vec![ingot_api::BuildpackRef::Builtin(
@@ -470,14 +463,7 @@ async fn auto_detection_offers_every_enabled_buildpack_in_order() {
     let package = package_with(&h, &app, Some(zip_of(&[("index.html", b"x")])), None).await;
     let build = build(&h, package["guid"].as_str().expect("guid")).await;
     assert_eq!(build["state"], "STAGED");
-    let stage = h
-        .calls()
-        .into_iter()
-        .find_map(|c| match c {
-            Call::Stage(s) => Some(s),
-            _ => None,
-        })
-        .expect("staged");
+    let stage = h.first_stage();
     assert!(stage.buildpacks.is_empty());
     let names: Vec<String> = stage
         .detect_candidates
@@ -487,14 +473,7 @@ async fn auto_detection_offers_every_enabled_buildpack_in_order() {
             other => format!("{other:?}"),
         })
         .collect();
-    assert_eq!(
-        names,
-        [
-            "staticfile_buildpack",
-            "python_buildpack",
-            "binary_buildpack"
-        ]
-    );
+    assert_eq!(names, BUILTIN_BUILDPACKS);
     assert_eq!(stage.stack, "ingot-default");
 }
 
@@ -546,7 +525,9 @@ async fn resume_and_crashes() {
     assert_eq!(e["data"]["index"], 0);
     assert_eq!(e["data"]["reason"], "CRASHED");
     // The version is the crashed process's, as CF reports it.
-    let process = h.get(&format!("/v3/processes/{}", first.process_guid)).await;
+    let process = h
+        .get(&format!("/v3/processes/{}", first.process_guid))
+        .await;
     assert_eq!(e["data"]["version"], process["version"]);
 }
 
@@ -613,14 +594,7 @@ async fn admin_buildpacks_upload_and_resolve() {
         .to_string();
     let package = package_with(&h, &app, Some(zip_of(&[("x", b"x")])), None).await;
     build(&h, package["guid"].as_str().expect("guid")).await;
-    let stage = h
-        .calls()
-        .into_iter()
-        .find_map(|c| match c {
-            Call::Stage(s) => Some(s),
-            _ => None,
-        })
-        .expect("staged");
+    let stage = h.first_stage();
     assert_eq!(
         stage.buildpacks,
         vec![ingot_api::BuildpackRef::Uploaded {
@@ -768,4 +742,117 @@ async fn resume_fails_work_a_restart_interrupted() {
         .as_str()
         .expect("error")
         .contains("restart"));
+}
+
+#[tokio::test]
+async fn lists_below_an_app_or_package_hold_only_theirs() {
+    let h = Harness::new().await;
+    let (_space, app) = manifest_app(&h).await;
+    // Another app's package and build must not show up below `site`.
+    let space = h.space_guid().await;
+    let other = "applications:\n- name: other\n";
+    let (status, _) = h.apply_manifest(&space, other).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let apps = h.get("/v3/apps?names=other").await;
+    let other_app = apps["resources"][0]["guid"].as_str().expect("guid");
+    new_package(&h, other_app).await;
+
+    let zip = zip_of(&[("index.html", b"x")]);
+    let package = package_with(&h, &app, Some(zip), None).await;
+    let package = package["guid"].as_str().expect("guid");
+    let build = build(&h, package).await;
+    let droplet = build["droplet"]["guid"].as_str().expect("droplet");
+
+    for (path, guid) in [
+        (format!("/v3/apps/{app}/packages"), package),
+        (
+            format!("/v3/apps/{app}/builds"),
+            build["guid"].as_str().expect("guid"),
+        ),
+        (format!("/v3/apps/{app}/droplets"), droplet),
+        (format!("/v3/packages/{package}/droplets"), droplet),
+    ] {
+        let list = h.get(&path).await;
+        assert_eq!(list["pagination"]["total_results"], 1, "{path}: {list}");
+        assert_eq!(list["resources"][0]["guid"], guid, "{path}");
+        let first = list["pagination"]["first"]["href"].as_str().expect("href");
+        assert!(first.starts_with(&format!("{EXTERNAL}{path}?")), "{first}");
+    }
+    let all = h.get("/v3/packages").await;
+    assert_eq!(all["pagination"]["total_results"], 2);
+
+    // `current=true` is the current droplet alone: none until one is set.
+    let current = format!("/v3/apps/{app}/droplets?current=true");
+    assert_eq!(h.get(&current).await["pagination"]["total_results"], 0);
+    h.call(
+        "PATCH",
+        &format!("/v3/apps/{app}/relationships/current_droplet"),
+        Some(json!({"data": {"guid": droplet}})),
+    )
+    .await;
+    assert_eq!(h.get(&current).await["resources"][0]["guid"], droplet);
+
+    for path in [
+        "/v3/apps/missing/builds",
+        "/v3/apps/missing/packages",
+        "/v3/packages/missing/droplets",
+    ] {
+        let (status, body) = h.call("GET", path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_process_is_reached_by_guid_or_by_app_and_type() {
+    let h = Harness::new().await;
+    let (_space, app) = manifest_app(&h).await;
+    let by_type = format!("/v3/apps/{app}/processes/web");
+    let web = h.get(&by_type).await;
+    let by_guid = format!("/v3/processes/{}", web["guid"].as_str().expect("guid"));
+    assert_eq!(h.get(&by_guid).await, web);
+
+    for (base, instances) in [(&by_type, 4), (&by_guid, 5)] {
+        let (status, scaled) = h
+            .call(
+                "POST",
+                &format!("{base}/actions/scale"),
+                Some(json!({"instances": instances})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{base}: {scaled}");
+        assert_eq!(h.get(&by_guid).await["instances"], instances);
+        // A stopped app has no instances running: every index is DOWN.
+        let stats = h.get(&format!("{base}/stats")).await;
+        let states = stats["resources"].as_array().expect("resources");
+        assert_eq!(states.len(), instances);
+        assert!(states.iter().all(|s| s["state"] == "DOWN"), "{stats}");
+    }
+    let (status, patched) = h
+        .call("PATCH", &by_type, Some(json!({"command": "./other"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(h.get(&by_guid).await["command"], "./other");
+
+    for path in [
+        format!("/v3/apps/{app}/processes/worker"),
+        "/v3/apps/missing/processes/web".to_string(),
+        "/v3/processes/missing/stats".to_string(),
+    ] {
+        let (status, body) = h.call("GET", &path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_app_actions_are_not_found_and_change_nothing() {
+    let h = Harness::new().await;
+    let (_space, app) = manifest_app(&h).await;
+    let before = h.get(&format!("/v3/apps/{app}")).await;
+    let (status, body) = h
+        .call("POST", &format!("/v3/apps/{app}/actions/explode"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["errors"][0]["title"], "CF-NotFound");
+    assert_eq!(h.get(&format!("/v3/apps/{app}")).await, before);
+    assert!(h.calls().is_empty(), "{:?}", h.calls());
 }

@@ -64,6 +64,15 @@ pub enum ContainerError {
     /// The manager's configuration is unusable.
     #[error("invalid container manager configuration: {0}")]
     InvalidConfig(String),
+    /// The state directory lies inside a host directory bind-mounted into every container,
+    /// so the platform's state would be visible to them.
+    #[error("state directory {state_dir} is inside {mounted}, which every container sees (the default stack bind-mounts it); choose a directory outside /usr and the system directories, e.g. /var/lib/ingot")]
+    StateDirExposed {
+        /// The configured state directory.
+        state_dir: PathBuf,
+        /// The bind-mounted host directory that contains it.
+        mounted: PathBuf,
+    },
     /// The container was set up but its process did not start.
     #[error("container {id} failed to start: {reason}")]
     StartFailed {

@@ -17,6 +17,7 @@ use crate::oci;
 use crate::rootfs::{self, ContainerDirs};
 use crate::runtime::{OciRuntime, Runc};
 use crate::shim::ShimArgs;
+use crate::stack;
 use crate::{Container, ContainerError, ContainerSpec, ExitStatus, Usage};
 
 /// The fd on which the shim reports readiness ("ok <pid>" or "error <reason>").
@@ -29,7 +30,8 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Where the manager keeps its state and how it names what it creates.
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
-    /// Bundles, overlay upper/work directories and runc's state (`state_dir/runc`).
+    /// Bundles, overlay upper/work directories and runc's state (`state_dir/runc`). Must lie
+    /// outside the host directories containers see (`/usr` and the system directories).
     pub state_dir: PathBuf,
     /// Prefixes network namespaces, veths, the nft table and the cgroup parent; lowercase
     /// letters and digits, short enough that `<prefix>v<n>` fits a 15-byte interface name.
@@ -169,11 +171,21 @@ async fn wait_done(done: &mut watch::Receiver<bool>) {
 }
 
 impl ContainerManager {
-    /// Checks that runc, ip and nft exist (naming the missing one), removes leftovers of an
-    /// earlier run with the same prefix (runc containers under its root, mounts under the
-    /// state directory, network namespaces, veths, cgroups, the nft table, the bridge),
-    /// then creates the bridge, enables IPv4 forwarding and installs NAT for the subnet.
+    /// Refuses a state directory inside a host directory that the default stack bind-mounts
+    /// into every container (`/usr`, and `/bin`, `/lib*`, `/sbin` or what they link to):
+    /// [`ContainerError::StateDirExposed`]. Checks that runc, ip and nft exist (naming the
+    /// missing one), removes leftovers of an earlier run with the same prefix (runc
+    /// containers under its root, mounts under the state directory, network namespaces,
+    /// veths, cgroups, the nft table, the bridge), then creates the bridge, enables IPv4
+    /// forwarding and installs NAT for the subnet.
     pub async fn start(config: ManagerConfig) -> Result<Arc<Self>, ContainerError> {
+        if let Some(mounted) = stack::exposing_mount(&config.state_dir, &stack::host_bind_sources())
+        {
+            return Err(ContainerError::StateDirExposed {
+                state_dir: config.state_dir.clone(),
+                mounted,
+            });
+        }
         let subnet = Subnet::parse(&config.subnet)?;
         validate_prefix(&config, &subnet)?;
         if !config.runc.is_file() {
@@ -208,8 +220,11 @@ impl ContainerManager {
             config,
         };
         let runc_root = manager.runc_root();
-        std::fs::create_dir_all(&runc_root)
-            .map_err(ContainerError::io("create directory", &runc_root))?;
+        blocking(move || {
+            std::fs::create_dir_all(&runc_root)
+                .map_err(ContainerError::io("create directory", &runc_root))
+        })
+        .await?;
         manager.remove_leftovers().await?;
         if let Err(e) = network::setup_host(&manager.tools, &manager.naming, &manager.subnet).await
         {
@@ -289,10 +304,12 @@ impl ContainerManager {
             }
         }
         let containers = self.containers_dir();
-        rootfs::unmount_all_below(&containers)?;
+        let target = containers.clone();
+        blocking(move || rootfs::unmount_all_below(&target)).await?;
         // A shim of the crashed run may still be writing its exit file while we remove.
         for attempt in 0..5 {
-            match std::fs::remove_dir_all(&containers) {
+            let target = containers.clone();
+            match blocking(move || Ok(std::fs::remove_dir_all(&target))).await? {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                 Err(e) if attempt == 4 => return Err(ContainerError::io("remove", &containers)(e)),
@@ -354,10 +371,20 @@ impl ContainerManager {
         let offset = self.lock().containers.get(id).and_then(|r| r.offset);
         let ip = offset.map(|o| self.subnet.address(o));
         let dirs = ContainerDirs::new(&self.config.state_dir, id);
-        // A directory of the same id may survive a failed destroy; never reuse its upper dir.
-        rootfs::remove(&dirs)?;
-        rootfs::mount_rootfs(&dirs, &spec.layers, &spec.stack.rootfs)?;
-        write_hosts(&dirs.rootfs(), &spec.hostname, ip)?;
+        {
+            let dirs = dirs.clone();
+            let layers = spec.layers.clone();
+            let stack_rootfs = spec.stack.rootfs.clone();
+            let hostname = spec.hostname.clone();
+            blocking(move || {
+                // A directory of the same id may survive a failed destroy; never reuse its
+                // upper dir.
+                rootfs::remove(&dirs)?;
+                rootfs::mount_rootfs(&dirs, &layers, &stack_rootfs)?;
+                write_hosts(&dirs.rootfs(), &hostname, ip)
+            })
+            .await?;
+        }
 
         let netns = match offset {
             Some(offset) => Some(
@@ -378,8 +405,11 @@ impl ContainerManager {
         let config_path = dirs.bundle().join("config.json");
         let config_bytes = serde_json::to_vec_pretty(&config)
             .map_err(|e| ContainerError::io("serialise", &config_path)(std::io::Error::other(e)))?;
-        std::fs::write(&config_path, config_bytes)
-            .map_err(ContainerError::io("write", &config_path))?;
+        blocking(move || {
+            std::fs::write(&config_path, config_bytes)
+                .map_err(ContainerError::io("write", &config_path))
+        })
+        .await?;
 
         let shim_args = ShimArgs {
             runc: self.config.runc.clone(),
@@ -412,7 +442,8 @@ impl ContainerManager {
         let waiter_id = id.to_string();
         tokio::spawn(async move {
             let shim_status = child.wait().await;
-            let status = std::fs::read(&exit_file)
+            let status = tokio::fs::read(&exit_file)
+                .await
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<ExitStatus>(&bytes).ok())
                 .unwrap_or_else(|| {
@@ -571,19 +602,33 @@ impl ContainerManager {
                 tracing::warn!(id, error = %e, "destroying a container that would not die");
             }
         }
+        // Every step runs even when an earlier one fails, so one stuck piece does not keep
+        // the others (or the record and its address) alive; the first error is reported.
+        let mut first_error = None;
         // Gone already in the normal case (the shim deletes it); this covers crashes.
         let target = id.to_string();
-        self.oci(move |rt| {
-            if rt.exists(&target) {
-                rt.delete(&target, true)
-            } else {
-                Ok(())
-            }
-        })
-        .await?;
+        let deleted = self
+            .oci(move |rt| {
+                if rt.exists(&target) {
+                    rt.delete(&target, true)
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
         let dirs = ContainerDirs::new(&self.config.state_dir, id);
-        rootfs::remove(&dirs)?;
-        network::teardown_container(&self.tools, &self.naming, id, offset).await?;
+        let removed = blocking(move || rootfs::remove(&dirs)).await;
+        let torn_down = network::teardown_container(&self.tools, &self.naming, id, offset).await;
+        for (step, result) in [
+            ("delete runc container", deleted),
+            ("remove rootfs", removed),
+            ("tear down network", torn_down),
+        ] {
+            if let Err(e) = result {
+                tracing::warn!(id, step, error = %e, "destroy step failed");
+                first_error.get_or_insert(e);
+            }
+        }
         let cgroup_path = self.cgroup_path(id);
         let _ = tokio::task::spawn_blocking(move || {
             for dir in cgroup::existing_dirs(&cgroup_path) {
@@ -591,13 +636,21 @@ impl ContainerManager {
             }
         })
         .await;
+        self.forget(id);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops the container's record and returns its address to the pool.
+    fn forget(&self, id: &str) {
         let mut state = self.lock();
         if let Some(record) = state.containers.remove(id) {
             if let Some(offset) = record.offset {
                 state.pool.release(offset);
             }
         }
-        Ok(())
     }
 
     /// Destroys every container, then removes the bridge, the nft table, the cgroup parent
@@ -615,17 +668,23 @@ impl ContainerManager {
         }
         self.remove_cgroup_parent().await;
         let containers = self.containers_dir();
-        if let Err(e) = rootfs::unmount_all_below(&containers) {
-            first_error.get_or_insert(e);
-        }
-        for dir in [containers, self.runc_root()] {
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    first_error.get_or_insert(ContainerError::io("remove", &dir)(e));
+        let runc_root = self.runc_root();
+        let removed = blocking(move || {
+            let mut first_error = rootfs::unmount_all_below(&containers).err();
+            for dir in [containers, runc_root] {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        first_error.get_or_insert(ContainerError::io("remove", &dir)(e));
+                    }
                 }
             }
+            first_error.map_or(Ok(()), Err)
+        })
+        .await;
+        if let Err(e) = removed {
+            first_error.get_or_insert(e);
         }
         match first_error {
             Some(e) => Err(e),
@@ -638,6 +697,19 @@ impl ContainerManager {
         validate_id(id).ok()?;
         cgroup::usage(self.version, &self.cgroup_path(id))
     }
+}
+
+/// Runs blocking file system work (removing trees, mounting, writing files) on tokio's
+/// blocking pool, so it cannot stall the runtime's few worker threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ContainerError> + Send + 'static,
+) -> Result<T, ContainerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ContainerError::Command {
+            command: "blocking file system work".into(),
+            detail: e.to_string(),
+        })?
 }
 
 fn kill_pid(pid: u32) {

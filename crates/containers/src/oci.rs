@@ -1,7 +1,9 @@
 //! The OCI runtime `config.json` for a container (runtime-spec 1.0.2, as runc 1.1 reads it).
 //!
 //! Unprivileged by default: a small capability set without `SYS_ADMIN`/`NET_ADMIN`,
-//! `noNewPrivileges`, a seccomp filter refusing kernel-administration syscalls,
+//! `noNewPrivileges`, no inheritable capabilities, a seccomp filter refusing
+//! kernel-administration syscalls, io_uring and new namespaces (`unshare`, `setns`,
+//! `clone3`, `clone` with namespace flags),
 //! deny-all devices plus the usual allow-list, masked and read-only `/proc` paths.
 
 use std::path::Path;
@@ -73,6 +75,9 @@ const DENIED_SYSCALLS: &[&str] = &[
     "fspick",
     "get_kernel_syms",
     "init_module",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
     "ioperm",
     "iopl",
     "kexec_file_load",
@@ -104,6 +109,43 @@ const DENIED_SYSCALLS: &[&str] = &[
     "userfaultfd",
     "vhangup",
 ];
+
+/// The `clone(2)` flags that make new namespaces; `clone` with any of them is refused, as
+/// `unshare` and `setns` are, so a container cannot make a user namespace (and with it
+/// capabilities) or leave its network. Each flag is its own rule: rules of one syscall are
+/// alternatives, the arguments within a rule must all match.
+const NAMESPACE_CLONE_FLAGS: &[libc::c_int] = &[
+    libc::CLONE_NEWNS,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWUSER,
+    libc::CLONE_NEWPID,
+    libc::CLONE_NEWNET,
+    libc::CLONE_NEWCGROUP,
+];
+
+/// The seccomp rules: deny-list with EPERM, `clone3` with ENOSYS, `clone` with namespace flags
+/// with EPERM; everything else is allowed.
+fn seccomp_syscalls() -> Vec<Value> {
+    let mut rules = vec![
+        json!({ "names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM }),
+        // clone3's flags live in memory a filter cannot inspect, so refuse it as "not
+        // implemented": glibc then falls back to clone(2), whose flags the rules below check.
+        json!({ "names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS }),
+    ];
+    rules.extend(NAMESPACE_CLONE_FLAGS.iter().map(|&flag| {
+        // The flags are positive bits; widen them as the filter compares 64-bit arguments.
+        let flag = u64::from(flag.unsigned_abs());
+        json!({
+            "names": ["clone"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": libc::EPERM,
+            // On x86_64 and aarch64 the flags are clone's first argument.
+            "args": [{ "index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ" }],
+        })
+    }));
+    rules
+}
 
 /// (type, major, minor) of the devices a container may use; runc creates the nodes.
 const ALLOWED_DEVICES: &[(&str, i64, Option<i64>)] = &[
@@ -211,7 +253,9 @@ pub(crate) fn config(spec: &ContainerSpec, runtime: &Runtime<'_>) -> Value {
                 "bounding": CAPABILITIES,
                 "effective": CAPABILITIES,
                 "permitted": CAPABILITIES,
-                "inheritable": CAPABILITIES,
+                // Empty: no ambient capabilities can be raised and none pass an exec into a
+                // program with inheritable file capabilities, so uid 2000 stays without any.
+                "inheritable": [],
             },
             "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 16384, "soft": 16384 }],
             "noNewPrivileges": true,
@@ -228,12 +272,7 @@ pub(crate) fn config(spec: &ContainerSpec, runtime: &Runtime<'_>) -> Value {
             "seccomp": {
                 "defaultAction": "SCMP_ACT_ALLOW",
                 "architectures": seccomp_architectures(),
-                "syscalls": [
-                    { "names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM },
-                    // glibc falls back to clone(2) when clone3 is missing; clone3's flags live in
-                    // memory a filter cannot inspect, so refuse it rather than allow new namespaces.
-                    { "names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS },
-                ],
+                "syscalls": seccomp_syscalls(),
             },
         },
     })
@@ -342,5 +381,64 @@ mod tests {
         let namespaces = config["linux"]["namespaces"].as_array().expect("array");
         assert!(namespaces.contains(&json!({"type": "network"})));
         assert!(config["linux"]["resources"]["memory"].get("swap").is_none());
+    }
+
+    #[test]
+    fn seccomp_refuses_new_namespaces_and_io_uring() {
+        let config = config(
+            &spec(),
+            &Runtime {
+                cgroups_path: "/ingot/a1",
+                netns: None,
+                limit_swap: false,
+            },
+        );
+        let rules = config["linux"]["seccomp"]["syscalls"]
+            .as_array()
+            .expect("array");
+        let denied = |name: &str| {
+            rules.iter().any(|r| {
+                r["names"].as_array().expect("names").contains(&json!(name))
+                    && r["action"] == "SCMP_ACT_ERRNO"
+                    && r.get("args").is_none()
+            })
+        };
+        for name in [
+            "unshare",
+            "setns",
+            "io_uring_setup",
+            "io_uring_enter",
+            "io_uring_register",
+            "clone3",
+        ] {
+            assert!(denied(name), "{name} is not denied outright");
+        }
+        assert!(
+            !denied("clone"),
+            "plain clone (fork, threads) must stay allowed"
+        );
+        // CLONE_NEWNS .. CLONE_NEWNET and CLONE_NEWCGROUP, as runc's profile spells them.
+        for flag in [
+            0x0002_0000u64,
+            0x0400_0000,
+            0x0800_0000,
+            0x1000_0000,
+            0x2000_0000,
+            0x4000_0000,
+            0x0200_0000,
+        ] {
+            let rule = json!({
+                "names": ["clone"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": 1,
+                "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
+            });
+            assert!(rules.contains(&rule), "no clone rule for flag {flag:#x}");
+        }
+        assert_eq!(
+            config["process"]["capabilities"]["inheritable"],
+            json!([]),
+            "inheritable capabilities must be empty"
+        );
     }
 }

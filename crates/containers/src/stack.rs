@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::{BindMount, ContainerError, Stack};
 
@@ -46,23 +46,129 @@ fn replace_with_symlink(target: &Path, path: &Path) -> Result<(), ContainerError
     symlink(target, path).map_err(ContainerError::io("create symlink", path))
 }
 
-/// The host's resolv.conf when its name servers are reachable from a container (not
-/// loopback, which inside the container would be the container itself).
-fn resolv_conf(host: &str) -> String {
-    let loopback = host.lines().any(|line| {
-        let mut words = line.split_whitespace();
-        words.next() == Some("nameserver")
-            && words.next().is_some_and(|ip| {
-                ip.parse::<std::net::IpAddr>()
-                    .map(|ip| ip.is_loopback())
-                    .unwrap_or(false)
-            })
-    });
-    if loopback {
-        "# the host's name servers are on its loopback, which containers cannot reach\n".into()
-    } else {
-        host.to_string()
+/// Where the host's resolver configuration is looked for.
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+/// systemd-resolved's list of the real upstream name servers, for when /etc/resolv.conf
+/// names only its stub on 127.0.0.53.
+const RESOLVED_UPSTREAM_CONF: &str = "/run/systemd/resolve/resolv.conf";
+
+fn is_loopback_nameserver(line: &str) -> Option<bool> {
+    let mut words = line.split_whitespace();
+    if words.next() != Some("nameserver") {
+        return None;
     }
+    // An address that does not parse is not ours to judge; keep it as glibc would try it.
+    Some(words.next().is_some_and(|ip| {
+        ip.parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+    }))
+}
+
+/// `contents` without its loopback name servers (inside a container loopback is the
+/// container itself), and whether any name server is left.
+fn without_loopback(contents: &str) -> (String, bool) {
+    let mut kept = String::new();
+    let mut any_nameserver = false;
+    for line in contents.lines() {
+        match is_loopback_nameserver(line) {
+            Some(true) => continue,
+            Some(false) => any_nameserver = true,
+            None => {}
+        }
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    (kept, any_nameserver)
+}
+
+/// The resolv.conf a container gets, and where its name servers came from.
+#[derive(Debug, PartialEq, Eq)]
+struct ResolvConf {
+    contents: String,
+    /// `None`: no source had a name server a container can reach; DNS will not work.
+    source: Option<PathBuf>,
+}
+
+/// Picks the first of `sources` that names a non-loopback name server, its loopback ones
+/// dropped; with none, the first readable source without its name servers (search domains
+/// and options kept) under a comment saying why.
+fn choose_resolv_conf(sources: &[&Path]) -> ResolvConf {
+    let mut first = None;
+    for source in sources {
+        let Ok(contents) = fs::read_to_string(source) else {
+            continue;
+        };
+        let (kept, any_nameserver) = without_loopback(&contents);
+        if any_nameserver {
+            return ResolvConf {
+                contents: kept,
+                source: Some(source.to_path_buf()),
+            };
+        }
+        first.get_or_insert(kept);
+    }
+    let mut contents = String::from(
+        "# the host names no name server a container can reach (only loopback ones, or none)\n",
+    );
+    contents.push_str(&first.unwrap_or_default());
+    ResolvConf {
+        contents,
+        source: None,
+    }
+}
+
+/// The host directories every container on the default stack sees (host `/usr`, and real
+/// top-level system directories of a host without merged `/usr`), as host paths.
+pub(crate) fn host_bind_sources() -> Vec<PathBuf> {
+    let mut sources = vec![PathBuf::from("/usr")];
+    for name in SYSTEM_DIRS {
+        let host = Path::new("/").join(name);
+        match fs::symlink_metadata(&host) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                // Seen through the link: where it points is what containers see.
+                if let Ok(target) = fs::canonicalize(&host) {
+                    sources.push(target);
+                }
+            }
+            Ok(meta) if meta.is_dir() => sources.push(host),
+            _ => {}
+        }
+    }
+    sources.sort();
+    sources.dedup();
+    sources
+}
+
+/// The host directory of `mounted` that contains `state_dir`, if any. `state_dir` need not
+/// exist: its deepest existing ancestor is resolved, so links and `..` cannot hide it.
+pub(crate) fn exposing_mount(state_dir: &Path, mounted: &[PathBuf]) -> Option<PathBuf> {
+    let absolute = if state_dir.is_absolute() {
+        state_dir.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(state_dir)
+    };
+    // Resolve one component at a time, as the kernel would: links in the existing part are
+    // followed before a later `..` applies; the part that does not exist yet is taken as is.
+    let mut resolved = PathBuf::from("/");
+    for part in absolute.components() {
+        match part {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::Normal(name) => {
+                resolved.push(name);
+                if let Ok(real) = fs::canonicalize(&resolved) {
+                    resolved = real;
+                }
+            }
+        }
+    }
+    mounted
+        .iter()
+        .map(|m| fs::canonicalize(m).unwrap_or_else(|_| m.clone()))
+        .find(|m| resolved.starts_with(m))
 }
 
 /// Builds the default stack at `dir` from the host's system directories: `bin`, `lib`,
@@ -74,6 +180,8 @@ fn resolv_conf(host: &str) -> String {
 /// `/var` or the platform's home. Safe to call again on the same directory.
 pub fn prepare_default_stack(dir: &Path) -> Result<Stack, ContainerError> {
     mkdir(dir, 0o755)?;
+    // Host /usr, and the real system directories of a host without merged /usr; keep in
+    // step with host_bind_sources.
     let mut bind_mounts = vec![BindMount {
         source: PathBuf::from("/usr"),
         destination: PathBuf::from("/usr"),
@@ -126,11 +234,19 @@ pub fn prepare_default_stack(dir: &Path) -> Result<Stack, ContainerError> {
     write(&etc.join("hosts"), HOSTS.as_bytes())?;
     write(&etc.join("hostname"), b"localhost\n")?;
     write(&etc.join("nsswitch.conf"), NSSWITCH.as_bytes())?;
-    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    write(
-        &etc.join("resolv.conf"),
-        resolv_conf(&host_resolv).as_bytes(),
-    )?;
+    let resolv = choose_resolv_conf(&[
+        Path::new(HOST_RESOLV_CONF),
+        Path::new(RESOLVED_UPSTREAM_CONF),
+    ]);
+    if resolv.source.is_none() {
+        tracing::warn!(
+            checked = ?[HOST_RESOLV_CONF, RESOLVED_UPSTREAM_CONF],
+            "DNS will not work in containers: the host's resolver configuration names only \
+             loopback name servers (a local stub such as systemd-resolved's 127.0.0.53, which \
+             inside a container is the container itself) or none at all"
+        );
+    }
+    write(&etc.join("resolv.conf"), resolv.contents.as_bytes())?;
     let certs = etc.join("ssl/certs");
     mkdir(&etc.join("ssl"), 0o755)?;
     mkdir(&certs, 0o755)?;
@@ -188,11 +304,89 @@ mod tests {
 
     #[test]
     fn loopback_name_servers_are_not_copied() {
-        assert!(!resolv_conf("nameserver 127.0.0.53\n").contains("nameserver"));
-        assert!(!resolv_conf("nameserver ::1\n").contains("nameserver"));
         assert_eq!(
-            resolv_conf("nameserver 10.0.0.2\n"),
-            "nameserver 10.0.0.2\n"
+            without_loopback("search x\nnameserver 127.0.0.53\nnameserver ::1\n"),
+            ("search x\n".to_string(), false)
+        );
+        assert_eq!(
+            without_loopback("nameserver 127.0.0.1\nnameserver 10.0.0.2\n"),
+            ("nameserver 10.0.0.2\n".to_string(), true)
+        );
+    }
+
+    #[test]
+    fn resolv_conf_prefers_the_host_then_resolved_upstream() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = dir.path().join("resolv.conf");
+        let upstream = dir.path().join("upstream.conf");
+        let missing = dir.path().join("missing.conf");
+
+        // Reachable host name servers: used as they are.
+        fs::write(&host, "nameserver 10.0.0.2\n").expect("write");
+        fs::write(&upstream, "nameserver 10.9.9.9\n").expect("write");
+        let chosen = choose_resolv_conf(&[&host, &upstream]);
+        assert_eq!(chosen.source.as_deref(), Some(host.as_path()));
+        assert_eq!(chosen.contents, "nameserver 10.0.0.2\n");
+
+        // systemd-resolved's stub only: the upstream list is used.
+        fs::write(&host, "nameserver 127.0.0.53\noptions edns0\nsearch lan\n").expect("write");
+        let chosen = choose_resolv_conf(&[&host, &upstream]);
+        assert_eq!(chosen.source.as_deref(), Some(upstream.as_path()));
+        assert_eq!(chosen.contents, "nameserver 10.9.9.9\n");
+
+        // Upstream list absent, or itself only loopback: no name server, search domain kept.
+        for fallback in [&missing, &upstream] {
+            fs::write(&upstream, "nameserver ::1\n").expect("write");
+            let chosen = choose_resolv_conf(&[&host, fallback]);
+            assert_eq!(chosen.source, None);
+            assert!(
+                !chosen.contents.contains("nameserver"),
+                "{}",
+                chosen.contents
+            );
+            assert!(
+                chosen.contents.contains("search lan"),
+                "{}",
+                chosen.contents
+            );
+        }
+
+        // Nothing readable at all.
+        let chosen = choose_resolv_conf(&[&missing]);
+        assert_eq!(chosen.source, None);
+        assert!(!chosen.contents.contains("nameserver"));
+    }
+
+    #[test]
+    fn state_dirs_inside_bind_mounted_directories_are_found() {
+        let mounted = host_bind_sources();
+        assert!(mounted.contains(&PathBuf::from("/usr")));
+        for exposed in [
+            "/usr/lib/ingot",
+            "/usr",
+            "/usr/local/share/../ingot/state",
+            "/lib/ingot",
+            "/bin/ingot/deeper/still",
+        ] {
+            assert!(
+                exposing_mount(Path::new(exposed), &mounted).is_some(),
+                "{exposed} not recognised as visible in containers"
+            );
+        }
+        for private in ["/var/lib/ingot", "/tmp/x/usr", "/usrx/ingot"] {
+            assert_eq!(
+                exposing_mount(Path::new(private), &mounted),
+                None,
+                "{private}"
+            );
+        }
+        // A link into /usr does not hide it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("link");
+        symlink("/usr/share", &link).expect("symlink");
+        assert_eq!(
+            exposing_mount(&link.join("ingot"), &mounted),
+            Some(PathBuf::from("/usr"))
         );
     }
 }

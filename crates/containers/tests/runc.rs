@@ -918,6 +918,188 @@ async fn missing_runc_is_named() -> TestResult {
     }
 }
 
+/// The script each sandbox probe runs: namespace creation must fail, process creation not.
+const NAMESPACE_PROBE: &str = r#"
+unshare -U true 2>/dev/null && echo unshare-U=made || echo unshare-U=refused
+unshare -n true 2>/dev/null && echo unshare-n=made || echo unshare-n=refused
+unshare -Un true 2>/dev/null && echo unshare-Un=made || echo unshare-Un=refused
+sh -c 'echo ok' | sed 's/^/sh=/'
+python3 - <<'EOF'
+import ctypes, os, subprocess, threading
+libc = ctypes.CDLL(None, use_errno=True)
+sys_clone = {"x86_64": 56, "aarch64": 220}[os.uname().machine]
+# CLONE_NEWNS, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWCGROUP, and NEWUSER|NEWNET.
+for flag in [0x20000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000, 0x2000000, 0x50000000]:
+    # clone(flags | SIGCHLD) without a new stack works like fork.
+    pid = libc.syscall(sys_clone, flag | 17, 0, 0, 0, 0)
+    if pid == 0:
+        os._exit(0)
+    if pid > 0:
+        os.waitpid(pid, 0)
+        print(f"clone-{flag:#x}=made")
+    else:
+        print(f"clone-{flag:#x}=refused-{ctypes.get_errno()}")
+out = subprocess.run(["sh", "-c", "echo ok"], capture_output=True, text=True).stdout.strip()
+print(f"subprocess={out}")
+seen = []
+t = threading.Thread(target=lambda: seen.append("ok"))
+t.start()
+t.join()
+print(f"thread={seen[0]}")
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+print(f"fork={os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}")
+EOF
+"#;
+
+async fn namespaces_cannot_be_made_inside() -> TestResult {
+    let env = Env::new(13).await;
+    let mut expected: Vec<String> = ["unshare-U", "unshare-n", "unshare-Un"]
+        .iter()
+        .map(|probe| format!("{probe}=refused"))
+        .collect();
+    for flag in [
+        0x20000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000, 0x2000000, 0x50000000,
+    ] {
+        // EPERM from the filter (without it, CLONE_NEWUSER would succeed for anyone).
+        expected.push(format!("clone-{flag:#x}=refused-1"));
+    }
+    for line in ["sh=ok", "subprocess=ok", "thread=ok", "fork=7"] {
+        expected.push(line.to_string());
+    }
+    // As vcap, and as root with the default capabilities.
+    for (id, uid) in [("vcap", 2000), ("root", 0)] {
+        let mut spec = env.spec(id, NAMESPACE_PROBE);
+        spec.process.uid = uid;
+        spec.process.gid = uid;
+        let mut c = env
+            .manager()
+            .create(spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (out, err) = read_all(&mut c).await;
+        let status = exit_of(c).await;
+        ensure!(status.code == 0, "{id}: status {status:?}, stderr {err}");
+        for line in &expected {
+            ensure!(
+                out.lines().any(|l| l == line),
+                "{id}: missing {line:?} in:\n{out}\nstderr: {err}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Mounts `dir` read-only over itself until dropped.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &Path) -> Result<ReadOnly, String> {
+        use nix::mount::{mount, MsFlags};
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| format!("bind {}: {e}", dir.display()))?;
+        let guard = ReadOnly(dir.to_path_buf());
+        mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(|e| format!("remount {} read-only: {e}", dir.display()))?;
+        Ok(guard)
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+async fn failed_destroy_step_still_frees_everything_else() -> TestResult {
+    let mut env = Env::new(14).await;
+    let prefix = env.prefix.clone();
+    let mut c = env
+        .manager()
+        .create(env.spec("first", "echo hi"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let ip = c.ip.ok_or("no container address")?;
+    read_all(&mut c).await;
+    exit_of(c).await;
+    let netns = PathBuf::from(format!("/run/netns/{prefix}-first"));
+    ensure!(netns.exists(), "{} missing before destroy", netns.display());
+    {
+        // The container's directory cannot be removed: the rootfs step fails.
+        let _read_only = ReadOnly::mount(&env.state_dir.join("containers"))?;
+        match env.manager().destroy("first").await {
+            Err(ContainerError::Io {
+                action: "remove", ..
+            }) => {}
+            other => return Err(format!("expected the removal to fail, got {other:?}")),
+        }
+        // The steps after it ran, and the record and address are released.
+        ensure!(!netns.exists(), "network not torn down after a failed step");
+        ensure!(
+            env.manager().list().is_empty(),
+            "still listed: {:?}",
+            env.manager().list()
+        );
+    }
+    let mut again = env
+        .manager()
+        .create(env.spec("first", "echo again"))
+        .await
+        .map_err(|e| format!("re-create after failed destroy: {e}"))?;
+    ensure!(
+        again.ip == Some(ip),
+        "address {ip} not reused: {:?}",
+        again.ip
+    );
+    let (out, _) = read_all(&mut again).await;
+    ensure!(out == "again\n", "stdout {out:?}");
+    exit_of(again).await;
+    env.manager()
+        .destroy("first")
+        .await
+        .map_err(|e| e.to_string())?;
+    env.shutdown().await.map_err(|e| e.to_string())?;
+    let after = artefacts(&prefix, &env.state_dir);
+    ensure!(after.is_empty(), "left after shutdown: {after:#?}");
+    Ok(())
+}
+
+async fn state_dir_visible_to_containers_is_refused() -> TestResult {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink("/usr/share", &link).map_err(|e| e.to_string())?;
+    for state_dir in [
+        PathBuf::from("/usr/lib/ingot-test-state"),
+        PathBuf::from("/lib/ingot-test-state"),
+        // A link into /usr does not hide it.
+        link.join("ingot-test-state"),
+    ] {
+        match ContainerManager::start(config_for(15, &state_dir)).await {
+            Err(ContainerError::StateDirExposed { mounted, .. }) => {
+                ensure!(mounted == Path::new("/usr"), "{mounted:?}")
+            }
+            Ok(manager) => {
+                let _ = manager.shutdown().await;
+                return Err(format!("{} accepted", state_dir.display()));
+            }
+            Err(other) => return Err(format!("{}: wrong error {other:?}", state_dir.display())),
+        }
+        ensure!(
+            !Path::new("/usr/lib/ingot-test-state").exists()
+                && !Path::new("/usr/share/ingot-test-state").exists(),
+            "refused state directory was created"
+        );
+    }
+    Ok(())
+}
+
 type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = TestResult> + Send>>;
 
 macro_rules! tests {
@@ -965,6 +1147,9 @@ fn main() {
         limits_reach_the_cgroup_and_stop_fork_bombs,
         parallel_creates_get_distinct_addresses_and_talk,
         missing_runc_is_named,
+        namespaces_cannot_be_made_inside,
+        failed_destroy_step_still_frees_everything_else,
+        state_dir_visible_to_containers_is_refused,
     ];
     let selected: Vec<_> = tests
         .into_iter()

@@ -169,6 +169,10 @@ impl RouteEmitter for RouterEmitter {
     fn unregister(&self, uri: &str, instance_guid: &str) {
         self.table.unregister(uri, instance_guid);
     }
+
+    fn unregister_instance(&self, instance_guid: &str) {
+        self.table.unregister_instance(instance_guid);
+    }
 }
 
 /// Token checks for the API and the log-cache, over the auth verifier.

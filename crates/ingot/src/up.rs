@@ -108,6 +108,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let log_store = ingot_logs::LogStore::new(100_000);
     let logs: Arc<dyn ingot_logs::LogSink> = log_store.clone();
 
+    // Bind first: a port in use should fail before any host object exists.
+    let api_listener = tokio::net::TcpListener::bind(args.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the API", args.api_listen))?;
+    let router_listener = tokio::net::TcpListener::bind(args.router_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the router", args.router_listen))?;
+
     let stack = ingot_containers::prepare_default_stack(&home.join("stacks").join("default"))
         .context("preparing the default stack")?;
     let containers = ingot_containers::ContainerManager::start(ingot_containers::ManagerConfig {
@@ -121,136 +129,144 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .await
     .context("starting the container manager")?;
 
-    let table = ingot_router::RouteTable::new();
-    let scheduler = ingot_scheduler::Scheduler::start(
-        ingot_scheduler::SchedulerConfig {
-            work_dir: home.join("cell"),
-            lifecycle_binary: self_exe.clone(),
-            cf_api: api_url.clone(),
-            converge_interval: Duration::from_secs(2),
-            stop_grace: Duration::from_secs(args.stop_grace_secs),
-        },
-        Arc::clone(&containers),
-        stack,
-        Arc::clone(&blobs),
-        Arc::clone(&logs),
-        Arc::new(RouterEmitter {
-            table: table.clone(),
-        }),
-    )
-    .context("starting the scheduler")?;
-
-    let api = ingot_api::Api::open(
-        pool.clone(),
-        Arc::clone(&blobs),
-        Arc::clone(&logs),
-        tokens.clone(),
-        Arc::new(SchedulerRuntime {
-            scheduler: scheduler.clone(),
-        }),
-        ingot_api::ApiConfig {
-            external_url: api_url.clone(),
-            uaa_url: format!("{api_url}/uaa"),
-            log_cache_url: format!("{api_url}/log-cache"),
-            app_domain: args.app_domain.clone(),
-            router_url: local_url(args.router_listen),
-            ssh_endpoint: None,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        },
-    )
-    .await
-    .context("opening the API")?;
-    api.bootstrap(&admin_guid, &admin.username)
-        .await
-        .context("creating the first org and space")?;
-    let crash_forwarder = forward_crashes(&scheduler, api.clone());
-
-    let router = ingot_router::Router::new(table, Arc::clone(&logs));
-    let mut registry = Registry::with_prefix("ingot");
-    api.register_metrics(&mut registry);
-    auth.register_metrics(&mut registry);
-    log_store.register_metrics(&mut registry);
-    router.register_metrics(&mut registry);
-    scheduler.register_metrics(&mut registry);
-    let registry = Arc::new(registry);
-
-    let http = api
-        .router()
-        .nest("/uaa", auth.router())
-        .nest(
-            "/log-cache",
-            ingot_logs::log_cache_router(log_store.clone(), tokens.clone()),
+    // From here on the bridge, nft table and containers exist: whatever
+    // happens, they are removed before returning.
+    let outcome: anyhow::Result<()> = async {
+        let table = ingot_router::RouteTable::new();
+        let scheduler = ingot_scheduler::Scheduler::start(
+            ingot_scheduler::SchedulerConfig {
+                work_dir: home.join("cell"),
+                lifecycle_binary: self_exe.clone(),
+                cf_api: api_url.clone(),
+                converge_interval: Duration::from_secs(2),
+                stop_grace: Duration::from_secs(args.stop_grace_secs),
+            },
+            Arc::clone(&containers),
+            stack,
+            Arc::clone(&blobs),
+            Arc::clone(&logs),
+            Arc::new(RouterEmitter {
+                table: table.clone(),
+            }),
         )
-        .route(
-            "/metrics",
-            axum::routing::get(move || metrics(Arc::clone(&registry))),
+        .context("starting the scheduler")?;
+
+        let api = ingot_api::Api::open(
+            pool.clone(),
+            Arc::clone(&blobs),
+            Arc::clone(&logs),
+            tokens.clone(),
+            Arc::new(SchedulerRuntime {
+                scheduler: scheduler.clone(),
+            }),
+            ingot_api::ApiConfig {
+                external_url: api_url.clone(),
+                uaa_url: format!("{api_url}/uaa"),
+                log_cache_url: format!("{api_url}/log-cache"),
+                app_domain: args.app_domain.clone(),
+                router_url: local_url(args.router_listen),
+                ssh_endpoint: None,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+        )
+        .await
+        .context("opening the API")?;
+        api.bootstrap(&admin_guid, &admin.username)
+            .await
+            .context("creating the first org and space")?;
+        let crash_forwarder = forward_crashes(&scheduler, api.clone());
+
+        let router = ingot_router::Router::new(table, Arc::clone(&logs));
+        let mut registry = Registry::with_prefix("ingot");
+        api.register_metrics(&mut registry);
+        auth.register_metrics(&mut registry);
+        log_store.register_metrics(&mut registry);
+        router.register_metrics(&mut registry);
+        scheduler.register_metrics(&mut registry);
+        let registry = Arc::new(registry);
+
+        let http = api
+            .router()
+            .nest("/uaa", auth.router())
+            .nest(
+                "/log-cache",
+                ingot_logs::log_cache_router(log_store.clone(), tokens.clone()),
+            )
+            .route(
+                "/metrics",
+                axum::routing::get(move || metrics(Arc::clone(&registry))),
+            );
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let api_stop = stopped(stop_rx.clone());
+        let api_server = tokio::spawn(async move {
+            axum::serve(
+                api_listener,
+                http.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(api_stop)
+            .await
+        });
+        let router_server = tokio::spawn(router.serve(router_listener, stopped(stop_rx.clone())));
+
+        api.resume()
+            .await
+            .context("starting the apps that were running")?;
+
+        println!("Ingot is up ({:.1}s).", started.elapsed().as_secs_f64());
+        println!("  API:        {api_url}");
+        println!("  app domain: {}", args.app_domain);
+        println!("  router:     {}", local_url(args.router_listen));
+        println!("  admin:      {} / {}", admin.username, admin.password);
+        println!(
+            "  (credentials kept in {})",
+            home.join("admin-credentials.json").display()
         );
-    let api_listener = tokio::net::TcpListener::bind(args.api_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} for the API", args.api_listen))?;
-    let router_listener = tokio::net::TcpListener::bind(args.router_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} for the router", args.router_listen))?;
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let api_stop = stopped(stop_rx.clone());
-    let api_server = tokio::spawn(async move {
-        axum::serve(
-            api_listener,
-            http.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(api_stop)
-        .await
-    });
-    let router_server = tokio::spawn(router.serve(router_listener, stopped(stop_rx.clone())));
-
-    api.resume()
-        .await
-        .context("starting the apps that were running")?;
-
-    println!("Ingot is up ({:.1}s).", started.elapsed().as_secs_f64());
-    println!("  API:        {api_url}");
-    println!("  app domain: {}", args.app_domain);
-    println!("  router:     {}", local_url(args.router_listen));
-    println!("  admin:      {} / {}", admin.username, admin.password);
-    println!(
-        "  (credentials kept in {})",
-        home.join("admin-credentials.json").display()
-    );
-    if !args.no_login {
-        match crate::cli::login_local(&api_url, &admin.username, &admin.password).await {
-            Ok(()) => {
-                if let Err(err) = crate::cli::remember_router(&local_url(args.router_listen)) {
-                    tracing::warn!(error = %err, "cannot save the router address for the CLI");
+        if !args.no_login {
+            match crate::cli::login_local(&api_url, &admin.username, &admin.password).await {
+                Ok(()) => {
+                    if let Err(err) = crate::cli::remember_router(&local_url(args.router_listen)) {
+                        tracing::warn!(error = %err, "cannot save the router address for the CLI");
+                    }
+                    println!(
+                        "The ingot CLI is logged in as {} and targets org main, space dev.",
+                        admin.username
+                    )
                 }
-                println!(
-                    "The ingot CLI is logged in as {} and targets org main, space dev.",
-                    admin.username
-                )
-            }
-            Err(err) => {
-                println!("Could not log the CLI in ({err:#}); run `ingot login -a {api_url}`.")
+                Err(err) => {
+                    println!("Could not log the CLI in ({err:#}); run `ingot login -a {api_url}`.")
+                }
             }
         }
-    }
-    println!("Push an app: ingot push NAME -p DIR");
+        println!("Push an app: ingot push NAME -p DIR");
 
-    wait_for_signal().await?;
-    println!("Stopping: apps get {}s to exit.", args.stop_grace_secs);
-    let _ = stop_tx.send(true);
-    scheduler.shutdown().await;
+        wait_for_signal().await?;
+        println!("Stopping: apps get {}s to exit.", args.stop_grace_secs);
+        let _ = stop_tx.send(true);
+        tokio::spawn(async {
+            if wait_for_signal().await.is_ok() {
+                eprintln!("Second signal: exiting without waiting for the apps.");
+                std::process::exit(130);
+            }
+        });
+        scheduler.shutdown().await;
+        crash_forwarder.abort();
+        let _ = api_server.await;
+        let _ = router_server.await;
+        Ok(())
+    }
+    .await;
     if let Err(err) = containers.shutdown().await {
         tracing::warn!(error = %err, "container cleanup was incomplete");
     }
-    crash_forwarder.abort();
-    let _ = api_server.await;
-    let _ = router_server.await;
     pool.close().await;
-    println!("Ingot stopped.");
-    Ok(())
+    if outcome.is_ok() {
+        println!("Ingot stopped.");
+    }
+    outcome
 }
 
 async fn metrics(registry: Arc<Registry>) -> axum::response::Response {

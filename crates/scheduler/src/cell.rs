@@ -19,7 +19,7 @@ use ingot_containers::{
     BindMount, Container, ContainerManager, ContainerSpec, Limits, ProcessSpec, Stack,
 };
 use ingot_logs::{forward_lines, Envelope, LogKind, LogSink};
-use tokio::sync::{broadcast, Notify, OnceCell};
+use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -111,7 +111,7 @@ pub(crate) struct Cell {
     wake: Notify,
     tasks: TaskTracker,
     stopping: AtomicBool,
-    droplets: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<PathBuf>>>>,
+    droplets: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     cpu_samples: Mutex<HashMap<String, CpuSample>>,
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) builtin_buildpacks: Vec<(String, PathBuf)>,
@@ -126,6 +126,7 @@ impl Cell {
         logs: Arc<dyn LogSink>,
         routes: Arc<dyn RouteEmitter>,
     ) -> Result<Arc<Self>, SchedulerError> {
+        sweep_leftovers(&config.work_dir);
         let buildpacks_dir = config.work_dir.join("buildpacks").join("builtin");
         let io = |what: &str| {
             let what = what.to_string();
@@ -186,6 +187,14 @@ impl Cell {
             Some(existing) => {
                 existing.desired = lrp;
                 existing.generation = generation;
+                // A new definition (a fixed memory limit, a new droplet)
+                // starts fresh, not in the old one's crash back-off.
+                for slot in existing.slots.values_mut() {
+                    slot.crashes = 0;
+                    slot.restart_at = None;
+                    slot.gave_up = false;
+                    slot.last_crash = None;
+                }
                 state.next_generation += 1;
             }
             None => {
@@ -351,18 +360,22 @@ impl Cell {
 
     async fn converge_loop(self: Arc<Self>) {
         while !self.stopping.load(Ordering::SeqCst) {
-            self.converge();
+            let tick = Instant::now() + self.config.converge_interval;
+            // A restart waiting out its back-off wakes the loop on time;
+            // no timer task outlives a shutdown.
+            let next = self.converge().map_or(tick, |at| at.min(tick));
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.config.converge_interval) => {}
+                _ = tokio::time::sleep_until(next.into()) => {}
             }
         }
     }
 
-    /// Compares desired and actual and repairs every difference.
-    fn converge(self: &Arc<Self>) {
+    /// Compares desired and actual and repairs every difference; returns
+    /// when the next delayed restart is due, if one is waiting.
+    fn converge(self: &Arc<Self>) -> Option<Instant> {
         if self.stopping.load(Ordering::SeqCst) {
-            return;
+            return None;
         }
         let now = Instant::now();
         let mut to_start = Vec::new();
@@ -438,13 +451,7 @@ impl Cell {
             self.tasks
                 .spawn(async move { cell.run_instance(desired, index, guid, cancel).await });
         }
-        if let Some(at) = next_wake {
-            let cell = Arc::clone(self);
-            self.tasks.spawn(async move {
-                tokio::time::sleep_until(at.into()).await;
-                cell.wake.notify_one();
-            });
-        }
+        next_wake
     }
 
     fn cell_log(&self, lrp: &DesiredLrp, index: u32, line: String) {
@@ -526,9 +533,9 @@ impl Cell {
         let outcome = self
             .supervise(&lrp, index, &guid, addr, &mut container.exit, &cancel)
             .await;
-        for uri in &lrp.uris {
-            self.routes.unregister(uri, &guid);
-        }
+        // Every route the instance ever had, also those mapped after it
+        // started: its address will be reused by another container.
+        self.routes.unregister_instance(&guid);
         let crash = match outcome {
             Outcome::Stopped => {
                 self.cell_log(&lrp, index, format!("Cell stopping instance {guid}"));
@@ -795,50 +802,119 @@ impl Cell {
 
     /// The droplet unpacked into an overlay layer (`<layer>/home/vcap/…`),
     /// once per droplet however many instances start at the same time.
+    ///
+    /// The layer is unpacked into a fresh directory and renamed into place,
+    /// so a layer that exists is complete, and the work runs in its own task
+    /// so that an instance cancelled meanwhile cannot abandon it half done.
     async fn droplet_layer(
         &self,
         droplet_guid: &str,
         droplet_key: &str,
     ) -> Result<PathBuf, SchedulerError> {
-        let cell = {
+        let dir = self.config.work_dir.join("droplets").join(droplet_guid);
+        let layer = dir.join("layer");
+        if layer.is_dir() {
+            return Ok(layer);
+        }
+        let lock = {
             let mut droplets = self.droplets.lock().await;
             Arc::clone(droplets.entry(droplet_guid.to_string()).or_default())
         };
-        let dir = self.config.work_dir.join("droplets").join(droplet_guid);
-        let layer = cell
-            .get_or_try_init(|| async {
-                let io = |what: String| move |source| SchedulerError::Io { what, source };
-                let tgz = dir.join("droplet.tgz");
-                let layer = dir.join("layer");
-                if layer.exists() {
-                    tokio::fs::remove_dir_all(&layer)
-                        .await
-                        .map_err(io(format!("clearing {}", layer.display())))?;
-                }
-                tokio::fs::create_dir_all(&dir)
-                    .await
-                    .map_err(io(format!("creating {}", dir.display())))?;
-                self.blobs.get_to_file(droplet_key, &tgz).await?;
-                let home = layer.join("home").join("vcap");
-                let (tgz2, home2) = (tgz.clone(), home.clone());
-                tokio::task::spawn_blocking(move || {
-                    ingot_lifecycle::unpack_droplet(&tgz2, &home2, VCAP, VCAP)
-                })
-                .await
-                .map_err(|err| SchedulerError::Io {
-                    what: "unpacking the droplet".into(),
-                    source: std::io::Error::other(err.to_string()),
-                })?
-                .map_err(|err| SchedulerError::Io {
-                    what: format!("unpacking droplet {droplet_guid}"),
-                    source: std::io::Error::other(err.to_string()),
-                })?;
-                let _ = tokio::fs::remove_file(&tgz).await;
-                Ok::<_, SchedulerError>(layer)
-            })
-            .await?;
-        Ok(layer.clone())
+        let _one_at_a_time = lock.lock().await;
+        if layer.is_dir() {
+            return Ok(layer);
+        }
+        let blobs = Arc::clone(&self.blobs);
+        let (key, guid, target) = (
+            droplet_key.to_string(),
+            droplet_guid.to_string(),
+            layer.clone(),
+        );
+        tokio::spawn(async move { unpack_layer(blobs, &key, &guid, &dir, &target).await })
+            .await
+            .map_err(|err| SchedulerError::Io {
+                what: format!("unpacking droplet {droplet_guid}"),
+                source: std::io::Error::other(err.to_string()),
+            })??;
+        Ok(layer)
     }
+}
+
+/// Nothing stages at start-up, so staging directories and half-unpacked
+/// droplet layers there are what a killed platform left behind.
+fn sweep_leftovers(work_dir: &std::path::Path) {
+    let staging = work_dir.join("staging");
+    if staging.exists() {
+        if let Err(err) = std::fs::remove_dir_all(&staging) {
+            tracing::warn!(dir = %staging.display(), error = %err, "cannot remove old staging directories");
+        }
+    }
+    let Ok(droplets) = std::fs::read_dir(work_dir.join("droplets")) else {
+        return;
+    };
+    for droplet in droplets.flatten() {
+        let Ok(entries) = std::fs::read_dir(droplet.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with("layer.tmp-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            } else if name.starts_with("droplet-") && name.ends_with(".tgz") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Downloads and unpacks a droplet into `<dir>/layer.tmp-…`, then renames
+/// it to `layer`. Losing a race to another unpack of the same droplet is fine:
+/// the rename fails because `layer` exists, and this copy is dropped.
+async fn unpack_layer(
+    blobs: Arc<dyn Blobstore>,
+    droplet_key: &str,
+    droplet_guid: &str,
+    dir: &std::path::Path,
+    layer: &std::path::Path,
+) -> Result<(), SchedulerError> {
+    let io = |what: String| move |source| SchedulerError::Io { what, source };
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(io(format!("creating {}", dir.display())))?;
+    let unique = uuid::Uuid::new_v4();
+    let tgz = dir.join(format!("droplet-{unique}.tgz"));
+    let tmp = dir.join(format!("layer.tmp-{unique}"));
+    let result = async {
+        blobs.get_to_file(droplet_key, &tgz).await?;
+        let (tgz2, home) = (tgz.clone(), tmp.join("home").join("vcap"));
+        tokio::task::spawn_blocking(move || {
+            ingot_lifecycle::unpack_droplet(&tgz2, &home, VCAP, VCAP)
+        })
+        .await
+        .map_err(|err| SchedulerError::Io {
+            what: "unpacking the droplet".into(),
+            source: std::io::Error::other(err.to_string()),
+        })?
+        .map_err(|err| SchedulerError::Io {
+            what: format!("unpacking droplet {droplet_guid}"),
+            source: std::io::Error::other(err.to_string()),
+        })?;
+        if let Err(err) = tokio::fs::rename(&tmp, layer).await {
+            if !layer.is_dir() {
+                return Err(io(format!(
+                    "moving the droplet layer into {}",
+                    layer.display()
+                ))(err));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&tgz).await;
+    if tmp.exists() {
+        let _ = tokio::fs::remove_dir_all(&tmp).await;
+    }
+    result
 }
 
 /// CF gives an app CPU weight in proportion to its memory.

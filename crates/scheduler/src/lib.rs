@@ -156,6 +156,8 @@ pub trait RouteEmitter: Send + Sync {
     fn register(&self, uri: &str, target: &RouteTarget);
     /// `uri` no longer reaches the instance.
     fn unregister(&self, uri: &str, instance_guid: &str);
+    /// No route reaches the instance any more (it is gone).
+    fn unregister_instance(&self, instance_guid: &str);
 }
 
 /// Something that happened to an instance that the API records.

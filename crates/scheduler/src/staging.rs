@@ -260,13 +260,29 @@ async fn stage_in(
     if status.code != 0 {
         return Err(failure_for(status));
     }
+    // Everything under /tmp/output was written by the buildpacks, as vcap:
+    // read it without following links and only if it is a plain file, into
+    // a copy the container never saw (the platform runs as root).
+    let result_json = copy_out(
+        &output.join("result.json"),
+        &dir.join("result.json"),
+        1024 * 1024,
+    )
+    .await
+    .map_err(fail("reading the staging result"))?;
     let result: ingot_lifecycle::StagingResult = serde_json::from_slice(
-        &tokio::fs::read(output.join("result.json"))
+        &tokio::fs::read(&result_json)
             .await
             .map_err(fail("reading the staging result"))?,
     )
     .map_err(|err| StagingFailure::staging(format!("reading the staging result: {err}")))?;
-    let droplet = output.join("droplet.tgz");
+    let droplet = copy_out(
+        &output.join("droplet.tgz"),
+        &dir.join("droplet.tgz"),
+        request.disk_mb * 1024 * 1024,
+    )
+    .await
+    .map_err(fail("reading the droplet"))?;
     let checksum = sha256_file(&droplet)
         .await
         .map_err(fail("reading the droplet"))?;
@@ -487,6 +503,45 @@ fn chown_tree(root: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Copies a file the container wrote to a place only the platform can
+/// write, refusing a symbolic link, anything but a regular file, and files
+/// larger than `limit` bytes.
+async fn copy_out(from: &Path, to: &Path, limit: u64) -> std::io::Result<PathBuf> {
+    let (from, to) = (from.to_path_buf(), to.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let source = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&from)?;
+        let metadata = source.metadata()?;
+        if !metadata.is_file() {
+            return Err(std::io::Error::other(format!(
+                "{} is not a regular file",
+                from.display()
+            )));
+        }
+        if metadata.len() > limit {
+            return Err(std::io::Error::other(format!(
+                "{} is larger than the staging disk limit ({limit} bytes)",
+                from.display()
+            )));
+        }
+        let mut target = std::fs::File::create(&to)?;
+        let copied = std::io::copy(&mut source.take(limit + 1), &mut target)?;
+        if copied > limit {
+            return Err(std::io::Error::other(format!(
+                "{} grew past the staging disk limit",
+                from.display()
+            )));
+        }
+        Ok(to)
+    })
+    .await
+    .map_err(|err| std::io::Error::other(err.to_string()))?
+}
+
 async fn sha256_file(path: &Path) -> std::io::Result<String> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
@@ -497,4 +552,65 @@ async fn sha256_file(path: &Path) -> std::io::Result<String> {
     })
     .await
     .map_err(|err| std::io::Error::other(err.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn copy_out_refuses_links_and_oversized_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"host secret").expect("secret");
+        let planted = dir.path().join("droplet.tgz");
+        std::os::unix::fs::symlink(&secret, &planted).expect("symlink");
+        let err = copy_out(&planted, &dir.path().join("copy"), 1024)
+            .await
+            .expect_err("a link is refused");
+        assert!(
+            err.to_string().contains("symbolic") || err.raw_os_error() == Some(libc::ELOOP),
+            "{err}"
+        );
+        assert!(!dir.path().join("copy").exists());
+
+        let fifo = dir.path().join("fifo");
+        nix_mkfifo(&fifo);
+        let err = copy_out(&fifo, &dir.path().join("copy"), 1024)
+            .await
+            .expect_err("a fifo is refused");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![0u8; 2048]).expect("big");
+        let err = copy_out(&big, &dir.path().join("copy"), 1024)
+            .await
+            .expect_err("too big");
+        assert!(err.to_string().contains("larger than"), "{err}");
+
+        let fine = dir.path().join("fine");
+        std::fs::write(&fine, b"droplet").expect("fine");
+        let copy = copy_out(&fine, &dir.path().join("copy"), 1024)
+            .await
+            .expect("copied");
+        assert_eq!(std::fs::read(copy).expect("read"), b"droplet");
+    }
+
+    fn nix_mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+        assert_eq!(rc, 0, "mkfifo");
+    }
+
+    #[test]
+    fn buildpack_names_come_from_the_url() {
+        assert_eq!(
+            url_name("http://127.0.0.1:8000/greeting-buildpack.zip"),
+            "greeting-buildpack"
+        );
+        assert_eq!(url_name("https://example.com/bp.zip?token=x#frag"), "bp");
+        assert_eq!(safe_name("a b/c", 0), "a_b_c");
+        assert_eq!(safe_name("", 2), "buildpack_2");
+    }
 }

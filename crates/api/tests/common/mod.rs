@@ -136,6 +136,13 @@ pub struct Harness {
 
 pub const EXTERNAL: &str = "http://127.0.0.1:9000";
 
+/// The buildpacks built into the lifecycle, in the order bootstrap makes them.
+pub const BUILTIN_BUILDPACKS: [&str; 3] = [
+    "staticfile_buildpack",
+    "python_buildpack",
+    "binary_buildpack",
+];
+
 impl Harness {
     pub async fn new() -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -339,6 +346,17 @@ impl Harness {
 
     pub fn calls(&self) -> Vec<Call> {
         self.runtime.calls.lock().expect("lock").clone()
+    }
+
+    /// The first staging the runtime was asked for.
+    pub fn first_stage(&self) -> StageRequest {
+        self.calls()
+            .into_iter()
+            .find_map(|c| match c {
+                Call::Stage(s) => Some(s),
+                _ => None,
+            })
+            .expect("staged")
     }
 
     pub fn desires(&self) -> Vec<DesiredProcess> {
