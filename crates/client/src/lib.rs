@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod logcache;
 pub mod manifest;
+pub mod poll;
 pub mod resources;
 mod v3;
 

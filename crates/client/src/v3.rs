@@ -24,7 +24,6 @@ pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 pub const RESOURCE_MATCH_CHUNK: usize = 5000;
 
 /// How often long operations are polled.
-const POLL: Duration = Duration::from_millis(500);
 
 #[derive(serde::Deserialize)]
 struct Resources<T> {
@@ -138,6 +137,7 @@ impl Client {
     /// Polls a job until it is `COMPLETE` (ok) or `FAILED` (its errors).
     pub async fn wait_job(&self, url: &str, timeout: Duration) -> Result<Job> {
         let start = Instant::now();
+        let mut backoff = crate::poll::Backoff::new();
         loop {
             let job = self.job(url).await?;
             match job.state.as_str() {
@@ -156,7 +156,7 @@ impl Client {
                     seconds: timeout.as_secs(),
                 });
             }
-            tokio::time::sleep(POLL).await;
+            backoff.wait().await;
         }
     }
 
@@ -233,6 +233,7 @@ impl Client {
     /// Polls a package until `READY`; `FAILED` is an error with its reason.
     pub async fn wait_package_ready(&self, guid: &str, timeout: Duration) -> Result<Package> {
         let start = Instant::now();
+        let mut backoff = crate::poll::Backoff::new();
         loop {
             let pkg = self.package(guid).await?;
             match pkg.state.as_str() {
@@ -254,7 +255,7 @@ impl Client {
                     seconds: timeout.as_secs(),
                 });
             }
-            tokio::time::sleep(POLL).await;
+            backoff.wait().await;
         }
     }
 

@@ -269,6 +269,22 @@ impl Cell {
     }
 
     pub(crate) fn instances(&self, process_guid: &str) -> Vec<InstanceStatus> {
+        let mut statuses = self.instances_without_usage(process_guid);
+        // cgroup files are read outside the scheduler's lock.
+        for status in &mut statuses {
+            let Some(guid) = &status.instance_guid else {
+                continue;
+            };
+            if let Some(usage) = self.containers.usage(guid) {
+                status.mem_bytes = usage.memory_bytes;
+                status.cpu_time_ns = usage.cpu_time_ns;
+                status.cpu = self.cpu_fraction(guid, usage.cpu_time_ns);
+            }
+        }
+        statuses
+    }
+
+    fn instances_without_usage(&self, process_guid: &str) -> Vec<InstanceStatus> {
         let state = self.state();
         let Some(lrp) = state.lrps.get(process_guid) else {
             return Vec::new();
@@ -277,25 +293,21 @@ impl Cell {
             .map(|index| {
                 let slot = lrp.slots.get(&index);
                 match slot.and_then(|slot| slot.instance.as_ref()) {
-                    Some(instance) => {
-                        let usage = self.containers.usage(&instance.guid);
-                        InstanceStatus {
-                            index,
-                            state: match instance.phase {
-                                Phase::Starting => "STARTING",
-                                Phase::Running => "RUNNING",
-                            }
-                            .to_string(),
-                            instance_guid: Some(instance.guid.clone()),
-                            addr: instance.addr,
-                            uptime_secs: instance.started.elapsed().as_secs(),
-                            mem_bytes: usage.map_or(0, |u| u.memory_bytes),
-                            cpu_time_ns: usage.map_or(0, |u| u.cpu_time_ns),
-                            cpu: usage
-                                .map_or(0.0, |u| self.cpu_fraction(&instance.guid, u.cpu_time_ns)),
-                            details: None,
+                    Some(instance) => InstanceStatus {
+                        index,
+                        state: match instance.phase {
+                            Phase::Starting => "STARTING",
+                            Phase::Running => "RUNNING",
                         }
-                    }
+                        .to_string(),
+                        instance_guid: Some(instance.guid.clone()),
+                        addr: instance.addr,
+                        uptime_secs: instance.started.elapsed().as_secs(),
+                        mem_bytes: 0,
+                        cpu_time_ns: 0,
+                        cpu: 0.0,
+                        details: None,
+                    },
                     None => {
                         let crashed = slot.is_some_and(|slot| slot.crashes > 0);
                         InstanceStatus {

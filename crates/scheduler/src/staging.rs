@@ -67,6 +67,9 @@ pub enum BuildpackSource {
     Url(String),
 }
 
+/// How long staging may take, as Cloud Controller's default staging timeout.
+const STAGING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// The largest buildpack zip a URL may deliver.
 const MAX_BUILDPACK_DOWNLOAD: u64 = 512 * 1024 * 1024;
 
@@ -251,10 +254,15 @@ async fn stage_in(
         "STG".into(),
         LogKind::Err,
     );
-    let status = container
-        .exit
-        .await
-        .unwrap_or(ingot_containers::ExitStatus::UNKNOWN);
+    let status = match tokio::time::timeout(STAGING_TIMEOUT, container.exit).await {
+        Ok(status) => status.unwrap_or(ingot_containers::ExitStatus::UNKNOWN),
+        Err(_) => {
+            return Err(StagingFailure::staging(format!(
+                "staging did not finish within {} minutes",
+                STAGING_TIMEOUT.as_secs() / 60
+            )))
+        }
+    };
     let _ = out.await;
     let _ = err.await;
     if status.code != 0 {

@@ -264,6 +264,7 @@ pub(crate) async fn wait_running(
         return Ok(());
     }
     let start = Instant::now();
+    let mut backoff = ingot_client::poll::Backoff::new();
     loop {
         let stats = client
             .process_stats(&process.guid)
@@ -293,7 +294,7 @@ pub(crate) async fn wait_running(
                 app.name
             ));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        backoff.wait().await;
     }
 }
 

@@ -24,8 +24,6 @@ const MANIFEST_TIMEOUT: Duration = Duration::from_secs(300);
 const PACKAGE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long staging may take (pip installs can be slow).
 const STAGING_TIMEOUT: Duration = Duration::from_secs(900);
-/// How often staging output is read.
-const LOG_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Flags of `push`, named as `cf push` names them.
 #[derive(Args)]
@@ -257,6 +255,7 @@ async fn stage(client: &Client, app: &App, package_guid: &str) -> anyhow::Result
     let start = Instant::now();
     let mut logs_ok = true;
     let mut poll_build = true;
+    let mut backoff = ingot_client::poll::Backoff::new();
     loop {
         print_staging_lines(client, &mut tail, &mut logs_ok).await;
         // The build is polled every other tick, the logs every tick.
@@ -297,7 +296,7 @@ async fn stage(client: &Client, app: &App, package_guid: &str) -> anyhow::Result
             ));
         }
         poll_build = !poll_build;
-        tokio::time::sleep(LOG_INTERVAL).await;
+        backoff.wait().await;
     }
 }
 

@@ -337,6 +337,33 @@ pub fn leftovers(home: &Path) -> Vec<String> {
             found.push(format!("link: {name}"));
         }
     }
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    for line in String::from_utf8_lossy(&tables).lines() {
+        if line
+            .split_whitespace()
+            .last()
+            .is_some_and(|name| name.starts_with(PREFIX))
+        {
+            found.push(format!("nft table: {line}"));
+        }
+    }
+    // Shims and app processes carry the home in their command line.
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&home) && !cmdline.contains("ingot up") {
+            found.push(format!(
+                "process {}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
     for controller in ["memory", "pids", "cpu", "devices", "freezer", "unified", ""] {
         let dir = Path::new("/sys/fs/cgroup").join(controller).join(PREFIX);
         if let Ok(entries) = std::fs::read_dir(&dir) {
