@@ -69,13 +69,15 @@ class Platform:
         self.tmp = tempfile.mkdtemp(prefix="ingot-bench-")
         self.api = free_port()
         self.router = free_port()
+        self.router_tls = free_port()
         self.env = dict(os.environ, INGOT_CLI_HOME=os.path.join(self.tmp, "cli"))
 
     def up(self):
         start = time.monotonic()
         self.proc = subprocess.Popen(
             [INGOT, "up", "--home", os.path.join(self.tmp, "home"), "--api-listen", f"127.0.0.1:{self.api}",
-             "--router-listen", f"127.0.0.1:{self.router}", "--host-prefix", "ibench",
+             "--router-listen", f"127.0.0.1:{self.router}",
+             "--router-tls-listen", f"127.0.0.1:{self.router_tls}", "--host-prefix", "ibench",
              "--container-subnet", "10.249.0.0/24"],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         until(lambda: get(self.api, "/v3/info") == 200)

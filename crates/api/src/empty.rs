@@ -30,7 +30,6 @@ pub(crate) fn routes() -> Router<Api> {
         "/v3/apps/{guid}/tasks",
         "/v3/apps/{guid}/sidecars",
         "/v3/apps/{guid}/revisions",
-        "/v3/feature_flags",
         "/v3/isolation_segments",
         "/v3/organization_quotas",
         "/v3/space_quotas",

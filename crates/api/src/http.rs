@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::error::{ApiError, ApiResult};
 use crate::model::Render;
 use crate::store::{Doc, Query};
-use crate::{Api, TokenProblem};
+use crate::{Api, Principal, TokenProblem};
 
 /// The API's request counters.
 #[derive(Default)]
@@ -46,6 +46,7 @@ pub(crate) fn router(api: Api) -> Router {
         .merge(crate::routes::routes())
         .merge(crate::manifest::routes())
         .merge(crate::empty::routes())
+        .merge(crate::feature_flags::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
             authenticate,
@@ -72,8 +73,38 @@ async fn count(State(api): State<Api>, req: Request, next: Next) -> Response {
     response
 }
 
-/// Every `/v3` resource needs a valid token; writes need
-/// `cloud_controller.admin` until org and space roles exist.
+/// The scopes that let a token read, as in CF: `cloud_controller.read`, or
+/// one of the global roles carried as a scope.
+const READ_SCOPES: &[&str] = &[
+    "cloud_controller.read",
+    "cloud_controller.admin",
+    "cloud_controller.admin_read_only",
+    "cloud_controller.global_auditor",
+];
+
+fn has_any(principal: &Principal, scopes: &[&str]) -> bool {
+    principal
+        .scopes
+        .iter()
+        .any(|s| scopes.contains(&s.as_str()))
+}
+
+/// Whether the token may read: CF's `check_read_permissions!`.
+pub(crate) fn may_read(principal: &Principal) -> bool {
+    has_any(principal, READ_SCOPES)
+}
+
+/// Whether the token may write. CF checks the scope first
+/// (`cloud_controller.write`, or admin), then the user's org and space
+/// roles; Ingot has no roles yet, so only admins pass the second check, and
+/// `cloud_controller.admin` alone passes both (as in CF).
+pub(crate) fn may_write(principal: &Principal) -> bool {
+    principal.is_admin()
+}
+
+/// Every `/v3` resource needs a valid token; reads need a read scope
+/// ([`may_read`]) and writes need admin ([`may_write`]) until org and space
+/// roles exist. A refusal is CF's 403 `CF-NotAuthorized`.
 async fn authenticate(State(api): State<Api>, mut req: Request, next: Next) -> Response {
     let authorization = req
         .headers()
@@ -88,7 +119,12 @@ async fn authenticate(State(api): State<Api>, mut req: Request, next: Next) -> R
         }
     };
     let read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !read && !principal.is_admin() {
+    let allowed = if read {
+        may_read(&principal)
+    } else {
+        may_write(&principal)
+    };
+    if !allowed {
         return ApiError::NotAuthorized.into_response();
     }
     req.extensions_mut().insert(principal);

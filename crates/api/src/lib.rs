@@ -14,8 +14,10 @@ mod apps;
 mod builds;
 mod empty;
 pub mod error;
+mod feature_flags;
 mod http;
 mod manifest;
+mod manifest_diff;
 mod model;
 mod orgs;
 mod packages;
@@ -41,6 +43,8 @@ pub struct ApiConfig {
     pub uaa_url: String,
     /// The log-cache URL (`external_url + "/log-cache"`).
     pub log_cache_url: String,
+    /// The RLP gateway's URL (`external_url + "/log-stream"`), when served.
+    pub log_stream_url: Option<String>,
     /// The shared app domain, e.g. `apps.localhost`.
     pub app_domain: String,
     /// The router's URL, announced as the routing endpoint.

@@ -1,5 +1,6 @@
 //! `apply_manifest` and `manifest_diff`: the YAML manifest the CLI sends on
-//! every push.
+//! every push; and `GET /v3/apps/:guid/manifest`, an app's manifest as CF
+//! generates it (which is also what `manifest_diff` compares against).
 //!
 //! What CF validates up front (YAML, names, sizes, health checks,
 //! buildpacks, stacks) is answered at once with a 4xx. The rest is applied in
@@ -9,8 +10,9 @@
 //! the client polls is already final.
 
 use axum::extract::{Path, State};
-use axum::response::Response;
-use axum::routing::post;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -31,6 +33,7 @@ pub(crate) fn routes() -> Router<Api> {
     Router::new()
         .route("/v3/spaces/{guid}/actions/apply_manifest", post(apply))
         .route("/v3/spaces/{guid}/manifest_diff", post(diff))
+        .route("/v3/apps/{guid}/manifest", get(show_manifest))
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,7 +240,11 @@ impl ManifestApp {
     }
 }
 
-fn parse_manifest(body: &[u8]) -> ApiResult<Vec<ManifestApp>> {
+/// One app of a posted manifest as it was posted (for the diff).
+type PostedApp = Map<String, Value>;
+
+/// The apps of a posted manifest, typed, and as posted.
+fn parse_manifest(body: &[u8]) -> ApiResult<(Vec<ManifestApp>, Vec<PostedApp>)> {
     let yaml: serde_yaml::Value = serde_yaml::from_slice(body)
         .map_err(|_| ApiError::MessageParse("invalid request body".into()))?;
     let json = serde_json::to_value(yaml)
@@ -245,6 +252,11 @@ fn parse_manifest(body: &[u8]) -> ApiResult<Vec<ManifestApp>> {
     if !json.is_object() {
         return Err(ApiError::MessageParse("invalid request body".into()));
     }
+    let posted: Vec<PostedApp> = json
+        .get("applications")
+        .and_then(Value::as_array)
+        .map(|apps| apps.iter().filter_map(|a| a.as_object().cloned()).collect())
+        .unwrap_or_default();
     let manifest: Manifest = serde_json::from_value(json)
         .map_err(|e| ApiError::Unprocessable(format!("The manifest is invalid: {e}")))?;
     let apps = manifest.applications.unwrap_or_default();
@@ -265,7 +277,13 @@ fn parse_manifest(body: &[u8]) -> ApiResult<Vec<ManifestApp>> {
             ));
         }
     }
-    Ok(apps)
+    if posted.len() != apps.len() {
+        // Every entry deserialized into an app, so every entry is an object.
+        return Err(ApiError::Internal(
+            "manifest applications changed shape while parsing".into(),
+        ));
+    }
+    Ok((apps, posted))
 }
 
 async fn apply_one(
@@ -414,15 +432,22 @@ async fn apply_one(
 /// The checks CF makes before it accepts a manifest (answered with a 422 at
 /// once): sizes, instances, health check types, buildpacks and stacks.
 async fn validate(c: &mut SqliteConnection, m: &ManifestApp) -> ApiResult<()> {
+    validate_settings(m)?;
+    validate_buildpacks(c, &m.buildpack_names().unwrap_or_default()).await?;
+    if let Some(s) = &m.stack {
+        resolve_stack(c, Some(s), &mut Vec::new()).await?;
+    }
+    Ok(())
+}
+
+/// The checks of the manifest's own values (sizes, instances, health
+/// checks), which need nothing from the database.
+fn validate_settings(m: &ManifestApp) -> ApiResult<()> {
     // Applied to a throwaway process: only the errors matter here.
     apply_process(&mut Process::new("", "web", None), &m.web, "web")?;
     for mp in m.processes.iter().flatten() {
         let kind = mp.kind.clone().unwrap_or_default();
         apply_process(&mut Process::new("", &kind, None), &mp.settings, &kind)?;
-    }
-    validate_buildpacks(c, &m.buildpack_names().unwrap_or_default()).await?;
-    if let Some(s) = &m.stack {
-        resolve_stack(c, Some(s), &mut Vec::new()).await?;
     }
     Ok(())
 }
@@ -433,7 +458,7 @@ async fn apply(
     Path(guid): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let apps = parse_manifest(&body)?;
+    let (apps, _) = parse_manifest(&body)?;
     {
         let mut c = api.inner.pool.acquire().await?;
         store::fetch::<Space>(&mut c, &guid).await?;
@@ -493,17 +518,153 @@ async fn apply(
     Ok(accepted_job(&api, &job.guid))
 }
 
+/// `POST /v3/spaces/:guid/manifest_diff`: how the posted manifest differs
+/// from the space's apps as they are (see [`crate::manifest_diff`]). Changes
+/// nothing.
 async fn diff(
     State(api): State<Api>,
     Path(guid): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    {
-        let mut c = api.inner.pool.acquire().await?;
-        store::fetch::<Space>(&mut c, &guid).await?;
+    let mut c = api.inner.pool.acquire().await?;
+    let space: Space = store::fetch(&mut c, &guid).await?;
+    let (apps, posted) = parse_manifest(&body)?;
+    for m in &apps {
+        validate_settings(m)?;
     }
-    parse_manifest(&body)?;
-    Ok(created(json!({"diff": []})))
+    let mut diff = Vec::new();
+    for (index, (m, raw)) in apps.iter().zip(&posted).enumerate() {
+        let name = m.name.clone().unwrap_or_default();
+        let existing = store::find_one::<App>(
+            &mut c,
+            &Query::new().eq("space_guid", &space.guid).eq("name", &name),
+        )
+        .await?;
+        let current = match existing {
+            Some(app) => Some(yaml_to_json(&app_manifest(&mut c, &app).await?)?),
+            None => None,
+        };
+        diff.extend(crate::manifest_diff::diff_app(index, current.as_ref(), raw));
+    }
+    Ok(created(json!({ "diff": diff })))
+}
+
+fn yaml_to_json(entry: &serde_yaml::Mapping) -> ApiResult<Map<String, Value>> {
+    match serde_json::to_value(entry) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::Internal("a manifest entry is not a map".into())),
+        Err(e) => Err(ApiError::Internal(format!(
+            "cannot convert a manifest entry: {e}"
+        ))),
+    }
+}
+
+fn yaml(value: &Value) -> ApiResult<serde_yaml::Value> {
+    serde_yaml::to_value(value).map_err(|e| ApiError::Internal(format!("cannot encode YAML: {e}")))
+}
+
+/// One app's entry in a manifest as CF generates it: `name`, `env`,
+/// `buildpacks`, `stack`, `routes`, `metadata` and `processes` (by type),
+/// leaving out what is unset or empty.
+pub(crate) async fn app_manifest(
+    c: &mut SqliteConnection,
+    app: &App,
+) -> ApiResult<serde_yaml::Mapping> {
+    let mut entry = serde_yaml::Mapping::new();
+    let mut put = |key: &str, value: serde_yaml::Value| {
+        entry.insert(serde_yaml::Value::String(key.to_string()), value);
+    };
+    put("name", app.name.clone().into());
+    if !app.env.is_empty() {
+        put("env", yaml(&Value::Object(app.env.clone()))?);
+    }
+    if !app.buildpacks.is_empty() {
+        put("buildpacks", yaml(&json!(app.buildpacks))?);
+    }
+    put("stack", app.stack.clone().into());
+    let routes: Vec<Route> =
+        store::find(c, &Query::new().eq("space_guid", &app.space_guid)).await?;
+    let mut uris = Vec::new();
+    for r in routes {
+        if r.destinations.iter().any(|d| d.app_guid == app.guid) {
+            if let Some(domain) = store::get::<Domain>(c, &r.domain_guid).await? {
+                uris.push(r.url(&domain.name));
+            }
+        }
+    }
+    uris.sort_by_key(|u| u.to_lowercase());
+    uris.dedup();
+    if !uris.is_empty() {
+        let routes: Vec<Value> = uris.iter().map(|u| json!({ "route": u })).collect();
+        put("routes", yaml(&Value::Array(routes))?);
+    }
+    let mut metadata = Map::new();
+    if !app.metadata.labels.is_empty() {
+        metadata.insert("labels".into(), Value::Object(app.metadata.labels.clone()));
+    }
+    if !app.metadata.annotations.is_empty() {
+        metadata.insert(
+            "annotations".into(),
+            Value::Object(app.metadata.annotations.clone()),
+        );
+    }
+    if !metadata.is_empty() {
+        put("metadata", yaml(&Value::Object(metadata))?);
+    }
+    let processes: Vec<Process> = store::find(
+        c,
+        &Query::new().eq("app_guid", &app.guid).order("type", false),
+    )
+    .await?;
+    let mut listed = Vec::new();
+    for p in &processes {
+        let mut e = serde_yaml::Mapping::new();
+        let mut set = |key: &str, value: serde_yaml::Value| {
+            e.insert(serde_yaml::Value::String(key.to_string()), value);
+        };
+        set("type", p.kind.clone().into());
+        set("instances", p.instances.into());
+        set("memory", format!("{}M", p.memory_mb).into());
+        set("disk_quota", format!("{}M", p.disk_mb).into());
+        if let Some(command) = &p.command {
+            set("command", command.clone().into());
+        }
+        set("health-check-type", p.health_check_type.clone().into());
+        if let Some(endpoint) = &p.health_check_endpoint {
+            set("health-check-http-endpoint", endpoint.clone().into());
+        }
+        if let Some(t) = p.health_check_timeout {
+            set("timeout", t.into());
+        }
+        if let Some(t) = p.health_check_invocation_timeout {
+            set("health-check-invocation-timeout", t.into());
+        }
+        listed.push(serde_yaml::Value::Mapping(e));
+    }
+    if !listed.is_empty() {
+        put("processes", serde_yaml::Value::Sequence(listed));
+    }
+    Ok(entry)
+}
+
+/// `GET /v3/apps/:guid/manifest`: the app's manifest, as YAML.
+async fn show_manifest(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut c = api.inner.pool.acquire().await?;
+    let app: App = store::fetch(&mut c, &guid).await?;
+    let entry = app_manifest(&mut c, &app).await?;
+    let mut doc = serde_yaml::Mapping::new();
+    doc.insert(
+        "applications".into(),
+        serde_yaml::Value::Sequence(vec![serde_yaml::Value::Mapping(entry)]),
+    );
+    let text = serde_yaml::to_string(&doc)
+        .map_err(|e| ApiError::Internal(format!("cannot encode the manifest of {guid}: {e}")))?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-yaml")],
+        text,
+    )
+        .into_response())
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ async fn root(State(api): State<Api>) -> axum::response::Response {
         "routing": null,
         "logging": null,
         "log_cache": href(&c.log_cache_url),
-        "log_stream": null,
+        "log_stream": c.log_stream_url.as_deref().map(href),
         "app_ssh": app_ssh,
     }}))
 }
@@ -62,6 +62,7 @@ async fn v3_root(State(api): State<Api>) -> axum::response::Response {
         "builds",
         "domains",
         "droplets",
+        "feature_flags",
         "info",
         "jobs",
         "organizations",

@@ -39,6 +39,7 @@ const TABLES: &[&str] = &[
     "cc_jobs",
     "cc_events",
     "cc_desired",
+    "cc_feature_flags",
 ];
 
 const INDEXES: &[&str] = &[

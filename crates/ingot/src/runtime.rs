@@ -212,6 +212,38 @@ impl ingot_logs::ReadAuthorizer for Tokens {
     }
 }
 
+impl ingot_logs::StreamAuthorizer for Tokens {
+    /// The whole firehose needs `doppler.firehose` (or `logs.admin`).
+    fn authorize_firehose(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<(), ingot_logs::ReadDenied> {
+        let claims = self
+            .verifier
+            .verify(authorization)
+            .map_err(|err| ingot_logs::ReadDenied {
+                status: 401,
+                message: err.to_string(),
+            })?;
+        if claims.has_scope("doppler.firehose") || claims.has_scope("logs.admin") {
+            Ok(())
+        } else {
+            Err(ingot_logs::ReadDenied {
+                status: 403,
+                message: "reading the firehose needs the doppler.firehose scope".into(),
+            })
+        }
+    }
+
+    fn authorize_source(
+        &self,
+        authorization: Option<&str>,
+        source_id: &str,
+    ) -> Result<(), ingot_logs::ReadDenied> {
+        ingot_logs::ReadAuthorizer::authorize(self, authorization, source_id)
+    }
+}
+
 /// Keeps the API's crash records in step with the scheduler's events.
 pub fn forward_crashes(scheduler: &Scheduler, api: ingot_api::Api) -> tokio::task::JoinHandle<()> {
     let mut events = scheduler.subscribe();

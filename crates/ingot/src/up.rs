@@ -34,6 +34,9 @@ pub struct UpArgs {
     /// Listen address of the HTTP router.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub router_listen: SocketAddr,
+    /// Listen address of the HTTPS router (TLS with SNI; HTTP/2 by ALPN).
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub router_tls_listen: SocketAddr,
     /// The shared domain apps get routes on.
     #[arg(long, default_value = "apps.localhost")]
     pub app_domain: String,
@@ -115,6 +118,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let router_listener = tokio::net::TcpListener::bind(args.router_listen)
         .await
         .with_context(|| format!("cannot listen on {} for the router", args.router_listen))?;
+    let router_tls_listener = tokio::net::TcpListener::bind(args.router_tls_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the HTTPS router",
+                args.router_tls_listen
+            )
+        })?;
 
     let stack = ingot_containers::prepare_default_stack(&home.join("stacks").join("default"))
         .context("preparing the default stack")?;
@@ -163,6 +174,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 external_url: api_url.clone(),
                 uaa_url: format!("{api_url}/uaa"),
                 log_cache_url: format!("{api_url}/log-cache"),
+                log_stream_url: Some(format!("{api_url}/log-stream")),
                 app_domain: args.app_domain.clone(),
                 router_url: local_url(args.router_listen),
                 ssh_endpoint: None,
@@ -176,6 +188,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .context("creating the first org and space")?;
         let crash_forwarder = forward_crashes(&scheduler, api.clone());
 
+        let certificates = Arc::new(
+            ingot_router::CertStore::self_signed(&[args.app_domain.as_str()])
+                .context("generating the router's default certificate")?,
+        );
+        let certificate_file = home.join("router-certificate.pem");
+        std::fs::write(
+            &certificate_file,
+            certificates.default_certificate().chain_pem(),
+        )
+        .with_context(|| format!("cannot write {}", certificate_file.display()))?;
+        let tls_router = ingot_router::Router::new(table.clone(), Arc::clone(&logs));
         let router = ingot_router::Router::new(table, Arc::clone(&logs));
         let mut registry = Registry::with_prefix("ingot");
         api.register_metrics(&mut registry);
@@ -191,6 +214,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .nest(
                 "/log-cache",
                 ingot_logs::log_cache_router(log_store.clone(), tokens.clone()),
+            )
+            .nest(
+                "/log-stream",
+                ingot_logs::rlp_gateway_router(log_store.firehose(), tokens.clone()),
             )
             .route(
                 "/metrics",
@@ -211,6 +238,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .await
         });
         let router_server = tokio::spawn(router.serve(router_listener, stopped(stop_rx.clone())));
+        let tls_router_server = tokio::spawn(tls_router.serve_tls(
+            router_tls_listener,
+            certificates,
+            stopped(stop_rx.clone()),
+        ));
 
         api.resume()
             .await
@@ -220,6 +252,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         println!("  API:        {api_url}");
         println!("  app domain: {}", args.app_domain);
         println!("  router:     {}", local_url(args.router_listen));
+        println!(
+            "  HTTPS:      {} (self-signed certificate in {})",
+            local_url(args.router_tls_listen).replace("http://", "https://"),
+            certificate_file.display()
+        );
         println!("  admin:      {} / {}", admin.username, admin.password);
         println!(
             "  (credentials kept in {})",
@@ -245,6 +282,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
         wait_for_signal().await?;
         println!("Stopping: apps get {}s to exit.", args.stop_grace_secs);
+        // Streams of the RLP gateway never end by themselves: end them so the
+        // API server's graceful shutdown can finish.
+        log_store.firehose().shutdown();
         let _ = stop_tx.send(true);
         tokio::spawn(async {
             if wait_for_signal().await.is_ok() {
@@ -256,6 +296,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         crash_forwarder.abort();
         let _ = api_server.await;
         let _ = router_server.await;
+        let _ = tls_router_server.await;
         Ok(())
     }
     .await;

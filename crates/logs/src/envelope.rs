@@ -65,6 +65,32 @@ pub struct GaugeValue {
     pub value: f64,
 }
 
+impl GaugeValue {
+    /// A value in `unit`.
+    pub fn new(unit: &str, value: f64) -> Self {
+        Self {
+            unit: unit.to_owned(),
+            value,
+        }
+    }
+}
+
+/// One app instance's resource use, for [`Envelope::container_metrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ContainerMetrics {
+    /// CPU use as a percentage of one core over the last interval (may
+    /// exceed 100 on several cores).
+    pub cpu_percentage: f64,
+    /// Memory in use.
+    pub memory_bytes: u64,
+    /// Disk in use.
+    pub disk_bytes: u64,
+    /// The instance's memory limit.
+    pub memory_quota_bytes: u64,
+    /// The instance's disk limit.
+    pub disk_quota_bytes: u64,
+}
+
 /// The envelope types log-cache filters on (`envelope_types=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EnvelopeType {
@@ -162,6 +188,44 @@ impl Envelope {
         }
     }
 
+    /// A gauge from `source_id`/`instance_id` carrying `metrics` (name →
+    /// value and unit), stamped now.
+    pub fn gauge<K: Into<String>>(
+        source_id: &str,
+        instance_id: &str,
+        metrics: impl IntoIterator<Item = (K, GaugeValue)>,
+    ) -> Self {
+        Self {
+            timestamp: now_nanos(),
+            source_id: source_id.to_owned(),
+            instance_id: instance_id.to_owned(),
+            tags: BTreeMap::new(),
+            message: Message::Gauge {
+                metrics: metrics.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            },
+        }
+    }
+
+    /// One app instance's container metrics as Diego emits them: one gauge
+    /// with `cpu` (percentage), `memory`, `disk`, `memory_quota` and
+    /// `disk_quota` (bytes), from the app guid and the instance index.
+    pub fn container_metrics(app_guid: &str, instance_index: u32, m: &ContainerMetrics) -> Self {
+        // Gauge values are doubles on the wire; byte counts stay exact up
+        // to 2^53 (8 PiB).
+        let bytes = |n: u64| GaugeValue::new("bytes", n as f64);
+        Self::gauge(
+            app_guid,
+            &instance_index.to_string(),
+            [
+                ("cpu", GaugeValue::new("percentage", m.cpu_percentage)),
+                ("memory", bytes(m.memory_bytes)),
+                ("disk", bytes(m.disk_bytes)),
+                ("memory_quota", bytes(m.memory_quota_bytes)),
+                ("disk_quota", bytes(m.disk_quota_bytes)),
+            ],
+        )
+    }
+
     /// The `source_type` tag, if any.
     pub fn source_type(&self) -> Option<&str> {
         self.tags.get("source_type").map(String::as_str)
@@ -193,6 +257,40 @@ mod tests {
                 payload: b"hello".to_vec(),
                 kind: LogKind::Out
             }
+        );
+    }
+
+    #[test]
+    fn container_metrics_are_one_gauge_in_cfs_names_and_units() {
+        let env = Envelope::container_metrics(
+            "app-guid",
+            2,
+            &ContainerMetrics {
+                cpu_percentage: 12.5,
+                memory_bytes: 1024,
+                disk_bytes: 2048,
+                memory_quota_bytes: 4096,
+                disk_quota_bytes: 8192,
+            },
+        );
+        assert_eq!(env.source_id, "app-guid");
+        assert_eq!(env.instance_id, "2");
+        let Message::Gauge { metrics } = &env.message else {
+            panic!("not a gauge: {env:?}");
+        };
+        let got: Vec<(&str, &str, f64)> = metrics
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.unit.as_str(), v.value))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("cpu", "percentage", 12.5),
+                ("disk", "bytes", 2048.0),
+                ("disk_quota", "bytes", 8192.0),
+                ("memory", "bytes", 1024.0),
+                ("memory_quota", "bytes", 4096.0),
+            ]
         );
     }
 

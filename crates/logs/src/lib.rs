@@ -1,22 +1,32 @@
 //! Loggregator and log-cache for Ingot: the envelope every part emits, the
 //! [`LogSink`] it emits through, the per-source ring buffers of [`LogStore`],
-//! and log-cache's HTTP read API ([`log_cache_router`]).
+//! log-cache's HTTP read API ([`log_cache_router`]), the live fan-out of
+//! [`Firehose`] and the RLP gateway that streams it ([`rlp_gateway_router`]).
 //!
 //! *Invariant*: emitting never blocks on a reader and never fails; a full
-//! buffer evicts its oldest envelope instead.
+//! store buffer evicts its oldest envelope instead, and a full subscriber
+//! buffer drops for that subscriber and tells it so.
 //!
 //! The domain types ([`Envelope`], [`Message`]) know nothing of JSON; the
 //! protobuf-JSON mapping of loggregator v2 lives at the edge in [`wire`].
 
 mod api;
 mod envelope;
+mod firehose;
 mod forward;
+mod rlp;
 mod store;
 pub mod wire;
 
 pub use api::{log_cache_router, ReadAuthorizer, ReadDenied};
-pub use envelope::{Envelope, EnvelopeType, GaugeValue, LogKind, Message};
+pub use envelope::{ContainerMetrics, Envelope, EnvelopeType, GaugeValue, LogKind, Message};
+pub use firehose::{
+    dropped_notice_text, Disconnected, Firehose, FirehoseConfig, Selector, Subscription,
+    DEFAULT_STALL_TIMEOUT, DEFAULT_SUBSCRIBER_BUFFER, DROPPED_COUNTER_NAME,
+    LOGGREGATOR_SOURCE_TYPE,
+};
 pub use forward::{forward_lines, MAX_LINE_BYTES};
+pub use rlp::{rlp_gateway_router, rlp_gateway_router_with, RlpConfig, StreamAuthorizer};
 pub use store::{LogStore, ReadQuery, SourceMeta, DEFAULT_MAX_SOURCES, LOG_CACHE_MAX_PER_SOURCE};
 
 /// Where every part of Ingot sends its envelopes (app output, staging output,

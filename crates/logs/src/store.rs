@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 use regex::Regex;
 
 use crate::envelope::{now_nanos, Envelope, EnvelopeType, Message};
+use crate::firehose::{Firehose, FirehoseConfig};
 use crate::LogSink;
 
 /// How many envelopes log-cache keeps per source id.
@@ -103,6 +104,7 @@ pub struct LogStore {
     inner: Mutex<Inner>,
     started: std::time::Instant,
     metrics: Metrics,
+    firehose: Arc<Firehose>,
 }
 
 #[derive(Default, Clone)]
@@ -132,6 +134,20 @@ impl LogStore {
 
     /// A store with both caps given; each is at least 1.
     pub fn with_limits(max_per_source: usize, max_sources: usize) -> Arc<Self> {
+        Self::with_firehose(
+            max_per_source,
+            max_sources,
+            Firehose::new(FirehoseConfig::default()),
+        )
+    }
+
+    /// A store with both caps given that also publishes every envelope it is
+    /// given to `firehose`.
+    pub fn with_firehose(
+        max_per_source: usize,
+        max_sources: usize,
+        firehose: Arc<Firehose>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             max_per_source: max_per_source.max(1),
             max_sources: max_sources.max(1),
@@ -141,7 +157,13 @@ impl LogStore {
             }),
             started: std::time::Instant::now(),
             metrics: Metrics::default(),
+            firehose,
         })
+    }
+
+    /// The firehose every envelope emitted to this store is published to.
+    pub fn firehose(&self) -> Arc<Firehose> {
+        self.firehose.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -208,9 +230,10 @@ impl LogStore {
         self.started.elapsed()
     }
 
-    /// Registers the store's counters: envelopes ingested and expired,
-    /// sources held and evicted.
+    /// Registers the store's counters (envelopes ingested and expired,
+    /// sources held and evicted) and its firehose's.
     pub fn register_metrics(&self, registry: &mut Registry) {
+        self.firehose.register_metrics(registry);
         let m = self.metrics.clone();
         registry.register(
             "log_cache_ingress",
@@ -237,6 +260,8 @@ impl LogStore {
 
 impl LogSink for LogStore {
     fn emit(&self, envelope: Envelope) {
+        // Live readers first: they are waiting, log-cache readers poll.
+        self.firehose.publish(&envelope);
         self.metrics.ingress.inc();
         let mut inner = self.lock();
         inner.writes += 1;
@@ -480,6 +505,16 @@ mod tests {
             ..all()
         };
         assert_eq!(texts(&store.read("app", &named)), ["gauge"]);
+    }
+
+    #[test]
+    fn emitting_to_the_store_feeds_its_firehose() {
+        let store = LogStore::new(10);
+        let sub = store.firehose().subscribe("", crate::Selector::default());
+        store.emit(log_at("app", 1, "live"));
+        let live = sub.try_next_batch(10).unwrap_or_default();
+        assert_eq!(texts(&live), ["live"]);
+        assert_eq!(texts(&store.read("app", &all())), ["live"]);
     }
 
     #[test]

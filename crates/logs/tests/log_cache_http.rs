@@ -7,8 +7,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use ingot_logs::{
-    forward_lines, log_cache_router, Envelope, LogKind, LogSink, LogStore, ReadAuthorizer,
-    ReadDenied, MAX_LINE_BYTES,
+    forward_lines, log_cache_router, ContainerMetrics, Envelope, LogKind, LogSink, LogStore,
+    ReadAuthorizer, ReadDenied, MAX_LINE_BYTES,
 };
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -291,4 +291,44 @@ async fn forward_lines_split_exactly_at_the_limit_adds_no_empty_line() {
         })
         .collect();
     assert_eq!(sizes, [MAX_LINE_BYTES, 4]);
+}
+
+#[tokio::test]
+async fn container_metrics_are_read_back_as_gauges() {
+    let store = LogStore::new(100);
+    store.emit(line("app", 1, "a log line"));
+    let mut gauge = Envelope::container_metrics(
+        "app",
+        1,
+        &ContainerMetrics {
+            cpu_percentage: 3.25,
+            memory_bytes: 64 << 20,
+            disk_bytes: 10 << 20,
+            memory_quota_bytes: 256 << 20,
+            disk_quota_bytes: 1 << 30,
+        },
+    );
+    gauge.timestamp = 2;
+    store.emit(gauge);
+    let (status, body) = get(
+        &store,
+        "/api/v1/read/app?envelope_types=GAUGE",
+        Some("bearer good"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"envelopes":{"batch":[{
+            "timestamp":"2","source_id":"app","instance_id":"1",
+            "deprecated_tags":{},"tags":{},
+            "gauge":{"metrics":{
+                "cpu":{"unit":"percentage","value":3.25},
+                "memory":{"unit":"bytes","value":67108864.0},
+                "disk":{"unit":"bytes","value":10485760.0},
+                "memory_quota":{"unit":"bytes","value":268435456.0},
+                "disk_quota":{"unit":"bytes","value":1073741824.0}
+            }}
+        }]}})
+    );
 }

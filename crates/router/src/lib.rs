@@ -1,5 +1,8 @@
-//! Ingot's router (gorouter): an HTTP/1.1 reverse proxy that routes by
-//! `Host` (and longest path prefix) to app instances, round robin.
+//! Ingot's router (gorouter): a reverse proxy that routes by `Host` (and
+//! longest path prefix) to app instances, round robin. Clients speak
+//! HTTP/1.1 or HTTP/2 (h2c prior knowledge on the plain listener, ALPN `h2`
+//! on the TLS one, [`Router::serve_tls`], certificates by SNI from a
+//! [`CertStore`]); apps are always spoken to in HTTP/1.1.
 //!
 //! *Invariant*: the router learns endpoints only through [`RouteTable`] and
 //! never depends on `containers`. A request is retried on another endpoint
@@ -12,8 +15,9 @@
 //! last byte has gone.
 //! Sticky sessions (`JSESSIONID` + `__VCAP_ID__`) live in `sticky`.
 //!
-//! WebSocket (`Upgrade`) is not proxied yet: `Upgrade` is removed like every
-//! hop-by-hop header, so an upgrade request reaches the app as a plain one.
+//! HTTP/1.1 upgrades (WebSocket) are proxied: the `Upgrade` request goes to
+//! the app, and once it answers `101` the two connections are joined and
+//! bytes copied both ways until either side closes.
 
 mod access_log;
 mod body;
@@ -21,20 +25,23 @@ mod metrics;
 mod proxy;
 mod sticky;
 mod table;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use ingot_logs::LogSink;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 pub use table::{Endpoint, RouteTable};
+pub use tls::{CertStore, Certificate, TlsError};
 
 /// Timeouts and retry limits; [`Default`] is gorouter's behaviour.
 #[derive(Debug, Clone)]
@@ -107,24 +114,61 @@ impl Router {
         self.metrics.register(registry, &self.table);
     }
 
-    /// Serves HTTP/1.1 on the listener until `shutdown` resolves, then stops
-    /// accepting and lets in-flight requests finish (up to the drain timeout).
+    /// Serves HTTP/1.1 and HTTP/2 (h2c with prior knowledge) on the plain
+    /// listener until `shutdown` resolves, then stops accepting and lets
+    /// in-flight requests finish (up to the drain timeout). WebSocket
+    /// upgrades are proxied; those still open when the drain ends are
+    /// closed.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.run(listener, None, shutdown).await
+    }
+
+    /// Terminates TLS on the listener, choosing each connection's
+    /// certificate from `certs` by SNI, and serves HTTP/2 (ALPN `h2`) and
+    /// HTTP/1.1 over it like [`Router::serve`]. Apps see
+    /// `X-Forwarded-Proto: https`. Fails at once only if rustls refuses the
+    /// configuration; handshake failures close just that connection.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        certs: Arc<CertStore>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let config = tls::server_config(certs).map_err(std::io::Error::other)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        self.run(listener, Some(acceptor), shutdown).await
+    }
+
+    async fn run(
+        self,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let drain_timeout = self.config.drain_timeout;
-        let mut builder = http1::Builder::new();
+        // The TLS handshake, and then the first request head, must each
+        // arrive within the header timeout.
+        let handshake_timeout = self.config.header_read_timeout;
+        let request_timeout = self.config.header_read_timeout;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
+            .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.header_read_timeout)
             .keep_alive(true);
+        builder.http2().timer(TokioTimer::new());
+        let builder = Arc::new(builder);
+        let (closed_tx, closed) = tokio::sync::watch::channel(());
         let shared = Arc::new(proxy::Shared {
             table: self.table,
             logs: self.logs,
             config: self.config,
             metrics: self.metrics,
+            closed,
         });
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
@@ -144,15 +188,52 @@ impl Router {
             };
             let _ = stream.set_nodelay(true);
             let shared = shared.clone();
-            let service =
-                service_fn(move |request| proxy::handle(shared.clone(), client_addr, request));
-            let connection =
-                graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::debug!(%client_addr, %err, "client connection ended with an error");
-                }
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let is_tls = tls.is_some();
+            let first_request = Arc::new(Notify::new());
+            let arrived = first_request.clone();
+            let service = service_fn(move |request| {
+                arrived.notify_one();
+                proxy::handle(shared.clone(), client_addr, is_tls, request)
             });
+            match &tls {
+                None => {
+                    tokio::spawn(async move {
+                        let connection =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let connection = watcher.watch(connection);
+                        serve_connection(connection, &first_request, request_timeout, client_addr)
+                            .await;
+                    });
+                }
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        // A client that never finishes its handshake is cut
+                        // off like one that never sends its request head.
+                        let stream =
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(err)) => {
+                                    tracing::debug!(%client_addr, %err, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%client_addr, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        let connection =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let connection = watcher.watch(connection);
+                        serve_connection(connection, &first_request, request_timeout, client_addr)
+                            .await;
+                    });
+                }
+            }
         }
         drop(listener);
         if tokio::time::timeout(drain_timeout, graceful.shutdown())
@@ -161,6 +242,38 @@ impl Router {
         {
             tracing::warn!("router stopped with requests still in flight");
         }
+        // WebSockets and other upgraded connections have no end of their
+        // own that a drain could wait for: they close with the router.
+        let _ = closed_tx.send(());
         Ok(())
+    }
+}
+
+/// Drives one client connection to its end, but drops it if no request
+/// has arrived within `first_request_timeout`: a client that connects and
+/// stays silent (or trickles a request head, or half an HTTP/2 preface)
+/// must not hold a connection forever, whatever protocol it speaks.
+async fn serve_connection<C, E>(
+    connection: C,
+    first_request: &Notify,
+    first_request_timeout: Duration,
+    client_addr: std::net::SocketAddr,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = &mut connection => result,
+        arrived = tokio::time::timeout(first_request_timeout, first_request.notified()) => {
+            if arrived.is_err() {
+                tracing::debug!(%client_addr, "no request in time: connection dropped");
+                return;
+            }
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(%client_addr, %err, "client connection ended with an error");
     }
 }

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::Utc;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use ingot_logs::{Envelope, LogKind, LogSink};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use crate::access_log::AccessRecord;
 use crate::body::{BoxError, CountingBody, LoggedBody, OnDone, ProxyBody};
@@ -30,6 +32,9 @@ pub(crate) struct Shared {
     pub logs: Arc<dyn LogSink>,
     pub config: RouterConfig,
     pub metrics: Metrics,
+    /// Changes once the router has stopped and drained: upgraded
+    /// connections (which outlive their request) close then.
+    pub closed: watch::Receiver<()>,
 }
 
 const X_CF_ROUTER_ERROR: &str = "x-cf-routererror";
@@ -208,13 +213,71 @@ async fn dial(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream>
     }
 }
 
-/// Serves one request.
+/// The protocol an HTTP/1.1 request asks to switch to (`Connection:
+/// upgrade` with `Upgrade: <protocol>`), e.g. `websocket`.
+fn requested_upgrade<B>(request: &Request<B>) -> Option<HeaderValue> {
+    if request.version() != Version::HTTP_11 {
+        return None;
+    }
+    let asks = request
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if !asks {
+        return None;
+    }
+    request.headers().get(header::UPGRADE).cloned()
+}
+
+/// Joins the client's and the app's upgraded connections and copies bytes
+/// both ways until either side closes or the router has stopped.
+fn tunnel(
+    client: OnUpgrade,
+    backend: OnUpgrade,
+    backend_addr: SocketAddr,
+    mut closed: watch::Receiver<()>,
+) {
+    tokio::spawn(async move {
+        let (client, backend) = match tokio::try_join!(client, backend) {
+            Ok(both) => both,
+            Err(err) => {
+                tracing::debug!(%backend_addr, %err, "upgrade did not complete");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut backend = TokioIo::new(backend);
+        let copied = tokio::select! {
+            copied = tokio::io::copy_bidirectional(&mut client, &mut backend) => copied,
+            _ = closed.changed() => {
+                tracing::debug!(%backend_addr, "upgraded connection closed by router shutdown");
+                return;
+            }
+        };
+        match copied {
+            Ok((to_app, to_client)) => {
+                tracing::debug!(%backend_addr, to_app, to_client, "upgraded connection closed");
+            }
+            Err(err) => tracing::debug!(%backend_addr, %err, "upgraded connection failed"),
+        }
+    });
+}
+
+/// Serves one request; `tls` says whether it came over the TLS listener.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     client_addr: SocketAddr,
-    request: Request<Incoming>,
+    tls: bool,
+    mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
+    let upgrade = requested_upgrade(&request);
+    // Taken before the request is split: the handle to the client's side
+    // of the connection once the app has agreed to switch.
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let host = header_str(&parts.headers, header::HOST)
         .or_else(|| parts.uri.authority().map(|a| a.to_string()))
@@ -233,8 +296,13 @@ pub(crate) async fn handle(
         Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client_ip}"),
         _ => client_ip,
     };
-    let forwarded_proto =
-        header_str(&parts.headers, "x-forwarded-proto").unwrap_or_else(|| "http".to_owned());
+    // Over TLS the router knows the scheme; on the plain listener a proxy
+    // in front (a load balancer that terminated TLS) may have said it.
+    let forwarded_proto = if tls {
+        "https".to_owned()
+    } else {
+        header_str(&parts.headers, "x-forwarded-proto").unwrap_or_else(|| "http".to_owned())
+    };
 
     let mut ctx = Ctx {
         record: AccessRecord {
@@ -353,6 +421,15 @@ pub(crate) async fn handle(
         request_id: &request_id,
     };
     rewrite_request_headers(&mut parts.headers, &forwarded, &endpoint);
+    if let Some(protocol) = &upgrade {
+        // Hop-by-hop, but the app must see them to agree to the switch.
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+    }
+    // Apps speak HTTP/1.1 whatever the client spoke.
+    parts.version = Version::HTTP_11;
     // Backends get origin-form targets even if the client sent absolute-form.
     parts.uri = path_and_query
         .parse::<Uri>()
@@ -364,9 +441,28 @@ pub(crate) async fn handle(
     let result = send(stream, backend_request, shared.config.response_timeout).await;
     let headers_at = Instant::now();
     match result {
-        Ok(response) => {
+        Ok(mut response) => {
+            let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+            let upgraded = match client_upgrade {
+                Some(client) if switching => {
+                    tunnel(
+                        client,
+                        hyper::upgrade::on(&mut response),
+                        endpoint.addr,
+                        shared.closed.clone(),
+                    );
+                    response.headers().get(header::UPGRADE).cloned()
+                }
+                _ => None,
+            };
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
+            if let Some(protocol) = upgraded {
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                parts.headers.insert(header::UPGRADE, protocol);
+            }
             if app_instance.is_none() {
                 if let Some(cookie) = crate::sticky::response_cookie(
                     &parts.headers,
@@ -480,7 +576,8 @@ async fn send(
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
-        if let Err(err) = connection.await {
+        // With upgrades, a `101` hands the connection to the tunnel.
+        if let Err(err) = connection.with_upgrades().await {
             tracing::debug!(%err, "backend connection ended with an error");
         }
     });

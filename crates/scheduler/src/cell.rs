@@ -36,6 +36,8 @@ pub(crate) const APP_PORT: u16 = 8080;
 pub(crate) const VCAP: u32 = 2000;
 /// How often a running instance's liveness is checked.
 const LIVENESS_INTERVAL: Duration = Duration::from_secs(30);
+/// How often container metrics are emitted.
+const CONTAINER_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a starting instance is checked.
 const READINESS_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -111,6 +113,7 @@ pub(crate) struct Cell {
     wake: Notify,
     tasks: TaskTracker,
     stopping: AtomicBool,
+    stopped: CancellationToken,
     droplets: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     cpu_samples: Mutex<HashMap<String, CpuSample>>,
     pub(crate) metrics: crate::metrics::Metrics,
@@ -152,6 +155,7 @@ impl Cell {
             wake: Notify::new(),
             tasks: TaskTracker::new(),
             stopping: AtomicBool::new(false),
+            stopped: CancellationToken::new(),
             droplets: tokio::sync::Mutex::new(HashMap::new()),
             cpu_samples: Mutex::new(HashMap::new()),
             metrics: crate::metrics::Metrics::default(),
@@ -160,6 +164,9 @@ impl Cell {
         let looper = Arc::clone(&cell);
         cell.tasks
             .spawn(async move { looper.converge_loop().await });
+        let reporter = Arc::clone(&cell);
+        cell.tasks
+            .spawn(async move { reporter.container_metrics_loop().await });
         Ok(cell)
     }
 
@@ -355,6 +362,7 @@ impl Cell {
 
     pub(crate) async fn shutdown(self: &Arc<Self>) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.stopped.cancel();
         {
             let state = self.state();
             for lrp in state.lrps.values() {
@@ -368,6 +376,53 @@ impl Cell {
         self.wake.notify_one();
         self.tasks.close();
         self.tasks.wait().await;
+    }
+
+    /// Every few seconds, each instance's CPU and memory as a gauge on its
+    /// app's log stream (what `cf app` and the firehose show), as Diego's
+    /// cells report container metrics.
+    async fn container_metrics_loop(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.stopped.cancelled() => return,
+                _ = tokio::time::sleep(CONTAINER_METRICS_INTERVAL) => {}
+            }
+            let processes: Vec<(String, String, u64, u64)> = {
+                let state = self.state();
+                state
+                    .lrps
+                    .values()
+                    .map(|lrp| {
+                        let d = &lrp.desired;
+                        (
+                            d.process_guid.clone(),
+                            d.app_guid.clone(),
+                            d.memory_mb,
+                            d.disk_mb,
+                        )
+                    })
+                    .collect()
+            };
+            for (process_guid, app_guid, memory_mb, disk_mb) in processes {
+                for status in self.instances(&process_guid) {
+                    if status.instance_guid.is_none() {
+                        continue;
+                    }
+                    let metrics = ingot_logs::ContainerMetrics {
+                        cpu_percentage: status.cpu * 100.0,
+                        memory_bytes: status.mem_bytes,
+                        disk_bytes: 0,
+                        memory_quota_bytes: memory_mb * 1024 * 1024,
+                        disk_quota_bytes: disk_mb * 1024 * 1024,
+                    };
+                    self.logs.emit(Envelope::container_metrics(
+                        &app_guid,
+                        status.index,
+                        &metrics,
+                    ));
+                }
+            }
+        }
     }
 
     async fn converge_loop(self: Arc<Self>) {

@@ -24,6 +24,22 @@ use tower::ServiceExt;
 pub const ADMIN: &str = "bearer admin-token";
 pub const USER: &str = "bearer user-token";
 pub const EXPIRED: &str = "bearer expired-token";
+/// `cloud_controller.read` and `cloud_controller.write`, without admin.
+pub const WRITER: &str = "bearer writer-token";
+/// `cloud_controller.admin_read_only` only.
+pub const ADMIN_READ_ONLY: &str = "bearer admin-read-only-token";
+/// `cloud_controller.global_auditor` only.
+pub const AUDITOR: &str = "bearer auditor-token";
+/// A valid token without any `cloud_controller` scope.
+pub const NO_SCOPES: &str = "bearer no-scopes-token";
+
+fn principal(name: &str, scopes: &[&str]) -> Principal {
+    Principal {
+        user_guid: format!("{name}-guid"),
+        user_name: name.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+    }
+}
 
 pub struct Tokens;
 
@@ -41,6 +57,13 @@ impl TokenValidator for Tokens {
                 user_name: "someone".into(),
                 scopes: vec!["cloud_controller.read".into()],
             }),
+            Some(WRITER) => Ok(principal(
+                "writer",
+                &["cloud_controller.read", "cloud_controller.write"],
+            )),
+            Some(ADMIN_READ_ONLY) => Ok(principal("reader", &["cloud_controller.admin_read_only"])),
+            Some(AUDITOR) => Ok(principal("auditor", &["cloud_controller.global_auditor"])),
+            Some(NO_SCOPES) => Ok(principal("nobody", &["openid", "uaa.user"])),
             Some(EXPIRED) => Err(TokenProblem::Expired),
             Some(_) => Err(TokenProblem::Invalid),
         }
@@ -166,6 +189,7 @@ impl Harness {
             external_url: EXTERNAL.into(),
             uaa_url: format!("{EXTERNAL}/uaa"),
             log_cache_url: format!("{EXTERNAL}/log-cache"),
+            log_stream_url: None,
             app_domain: "apps.localhost".into(),
             router_url: "http://127.0.0.1:8080".into(),
             ssh_endpoint: None,

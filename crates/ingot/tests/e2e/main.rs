@@ -60,6 +60,7 @@ fn walking_skeleton() {
     push_custom_buildpack_app(&platform);
     push_with_a_buildpack_url(&platform, &work);
     recent_logs(&platform);
+    log_stream_and_container_metrics(&platform);
     inside_an_instance(&platform);
     crash_and_replace(&platform);
     out_of_memory(&platform);
@@ -123,6 +124,29 @@ fn push_static_site(platform: &Platform) {
     assert!(body.contains("Hello from a static site on Ingot"), "{body}");
     let (status, _) = platform.get_app("site.apps.localhost", "/missing.html");
     assert_eq!(status, 404);
+
+    // The same app over HTTPS: SNI picks the platform's self-signed
+    // certificate for the app domain, which the platform wrote to its home.
+    let pem =
+        std::fs::read(platform.home.join("router-certificate.pem")).expect("router certificate");
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
+        .resolve("site.apps.localhost", platform.router_tls)
+        .build()
+        .expect("TLS client");
+    let url = format!(
+        "https://site.apps.localhost:{}/",
+        platform.router_tls.port()
+    );
+    let response = client
+        .get(url)
+        .send()
+        .expect("HTTPS request through the router");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response
+        .text()
+        .expect("body")
+        .contains("Hello from a static site"));
 }
 
 /// The same push flow, driven over HTTP by the PyPI `cloudfoundry-client`
@@ -280,6 +304,76 @@ fn recent_logs(platform: &Platform) {
     assert!(
         logs.contains("[APP/PROC/WEB/0]") && logs.contains("probe starting on port"),
         "app output:\n{logs}"
+    );
+}
+
+/// The RLP gateway streams an app's logs as they happen, and the cell's
+/// container metrics reach log-cache as gauges.
+fn log_stream_and_container_metrics(platform: &Platform) {
+    use base64::Engine;
+    use std::io::BufRead;
+    let guid = platform.app_guid("probe");
+    let response = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+        .get(format!(
+            "{}/log-stream/v2/read?log&source_id={guid}",
+            platform.api_url
+        ))
+        .bearer_auth(platform.token())
+        .send()
+        .expect("open the log stream");
+    assert_eq!(response.status().as_u16(), 200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let requests = {
+        let (stop, router) = (stop.clone(), platform.router);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = platform::http_get(router, "probe.apps.localhost", "/streamed-request");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let mut seen = false;
+    for line in std::io::BufReader::new(response).lines() {
+        let Ok(line) = line else { break };
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let batch: serde_json::Value = serde_json::from_str(data).expect("SSE data is JSON");
+        let payloads = batch["batch"].as_array().cloned().unwrap_or_default();
+        seen = payloads.iter().any(|envelope| {
+            envelope["log"]["payload"]
+                .as_str()
+                .and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
+                .is_some_and(|p| String::from_utf8_lossy(&p).contains("/streamed-request"))
+        });
+        if seen {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    requests.join().expect("request thread");
+    assert!(seen, "the RTR line of a request arrived on the log stream");
+
+    platform.wait_for(
+        "a container metrics gauge for the probe",
+        Duration::from_secs(30),
+        || {
+            let (_, read) = platform.api(
+                "GET",
+                &format!("/log-cache/api/v1/read/{guid}?envelope_types=GAUGE"),
+                None,
+            );
+            read["envelopes"]["batch"].as_array().is_some_and(|batch| {
+                batch.iter().any(|e| {
+                    e["gauge"]["metrics"]["memory"]["value"]
+                        .as_f64()
+                        .is_some_and(|m| m > 0.0)
+                })
+            })
+        },
     );
 }
 

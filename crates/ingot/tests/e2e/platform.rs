@@ -18,6 +18,7 @@ pub struct Platform {
     pub cli_home: PathBuf,
     pub api_url: String,
     pub router: SocketAddr,
+    pub router_tls: SocketAddr,
     api_listen: SocketAddr,
     child: Option<Child>,
     log: PathBuf,
@@ -33,11 +34,13 @@ impl Platform {
     pub fn start(home: &Path) -> Self {
         let api_listen = free_port();
         let router = free_port();
+        let router_tls = free_port();
         let mut platform = Platform {
             home: home.to_path_buf(),
             cli_home: home.join("cli"),
             api_url: format!("http://{api_listen}"),
             router,
+            router_tls,
             api_listen,
             child: None,
             log: home.join("platform.log"),
@@ -58,6 +61,7 @@ impl Platform {
             .arg(&self.home)
             .args(["--api-listen", &self.api_listen.to_string()])
             .args(["--router-listen", &self.router.to_string()])
+            .args(["--router-tls-listen", &self.router_tls.to_string()])
             .args(["--host-prefix", PREFIX, "--container-subnet", SUBNET])
             .args(["--stop-grace-secs", "5"])
             .env("INGOT_CLI_HOME", &self.cli_home)
