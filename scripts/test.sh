@@ -7,11 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
-# Independent CF clients for the conformance tests, in a venv of their own.
+# Independent CF clients for the conformance tests, in a venv of their own:
+# cloudfoundry-client (v3 API) and dropsonde (CF's v1 log envelopes).
 py=target/test-python
-if [ ! -x "$py/bin/python" ] || ! "$py/bin/python" -c 'import cloudfoundry_client' 2>/dev/null; then
+if [ ! -x "$py/bin/python" ] || ! "$py/bin/python" -c 'import cloudfoundry_client, dropsonde' 2>/dev/null; then
   /usr/bin/python3 -m venv "$py"
-  "$py/bin/pip" install --quiet --disable-pip-version-check cloudfoundry-client
+  "$py/bin/pip" install --quiet --disable-pip-version-check cloudfoundry-client dropsonde
 fi
 export INGOT_TEST_PYTHON="$PWD/$py/bin/python"
 

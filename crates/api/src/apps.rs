@@ -731,6 +731,7 @@ async fn fail_interrupted(api: &Api) -> ApiResult<()> {
         b.updated_at = at.clone();
         store::put(&mut tx, &b).await?;
     }
+    crate::tasks::fail_interrupted(&mut tx, &at).await?;
     tx.commit().await?;
     Ok(())
 }

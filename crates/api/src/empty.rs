@@ -1,4 +1,4 @@
-//! Lists of resources Ingot does not have yet (services, tasks, sidecars,
+//! Lists of resources Ingot does not have yet (services, sidecars,
 //! deployments, roles…): they answer an empty page instead of a 404, so
 //! clients that look them up on the way (the cf CLI's `push`, `app`,
 //! `delete`) keep working.
@@ -24,10 +24,8 @@ pub(crate) fn routes() -> Router<Api> {
         "/v3/service_plans",
         "/v3/service_brokers",
         "/v3/deployments",
-        "/v3/tasks",
         "/v3/security_groups",
         "/v3/roles",
-        "/v3/apps/{guid}/tasks",
         "/v3/apps/{guid}/sidecars",
         "/v3/apps/{guid}/revisions",
         "/v3/isolation_segments",

@@ -47,6 +47,7 @@ pub(crate) fn router(api: Api) -> Router {
         .merge(crate::manifest::routes())
         .merge(crate::empty::routes())
         .merge(crate::feature_flags::routes())
+        .merge(crate::tasks::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
             authenticate,

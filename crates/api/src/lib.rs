@@ -25,6 +25,7 @@ mod processes;
 mod root;
 mod routes;
 mod store;
+mod tasks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct ApiConfig {
     pub log_cache_url: String,
     /// The RLP gateway's URL (`external_url + "/log-stream"`), when served.
     pub log_stream_url: Option<String>,
+    /// The traffic controller's websocket URL (`ws://…/doppler`), when served.
+    pub logging_url: Option<String>,
     /// The shared app domain, e.g. `apps.localhost`.
     pub app_domain: String,
     /// The router's URL, announced as the routing endpoint.
@@ -69,6 +72,68 @@ pub trait Runtime: Send + Sync {
     async fn remove(&self, process_guid: &str);
     /// The instances as they are now (for `/v3/processes/:guid/stats`).
     fn instances(&self, process_guid: &str) -> Vec<InstanceReport>;
+    /// Starts a one-off task in a container of its own. `Ok` means the
+    /// runtime took it on; how it ends arrives later through
+    /// [`Api::record_task_completion`].
+    async fn run_task(&self, task: TaskRequest) -> Result<(), TaskRejected>;
+    /// Stops a running task (SIGTERM, then SIGKILL after the grace period).
+    /// Returns whether the runtime knew the task; its completion is still
+    /// reported through [`Api::record_task_completion`].
+    async fn cancel_task(&self, task_guid: &str) -> bool;
+}
+
+/// A one-off task the runtime should run from an app's droplet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRequest {
+    /// The task's guid (its container's identity).
+    pub task_guid: String,
+    /// The task's name; logs are tagged `APP/TASK/<name>`.
+    pub name: String,
+    /// The app's guid (the log source id).
+    pub app_guid: String,
+    /// The app's name.
+    pub app_name: String,
+    /// The app's space.
+    pub space_guid: String,
+    /// The space's name.
+    pub space_name: String,
+    /// The space's organization.
+    pub org_guid: String,
+    /// The organization's name.
+    pub org_name: String,
+    /// The droplet to run the command in.
+    pub droplet_guid: String,
+    /// Blob key of the droplet tgz.
+    pub droplet_key: String,
+    /// The command to run.
+    pub command: String,
+    /// Memory limit.
+    pub memory_mb: u64,
+    /// Disk limit.
+    pub disk_mb: u64,
+    /// The app's environment variables.
+    pub environment: BTreeMap<String, String>,
+}
+
+/// Why the runtime would not start a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRejected {
+    /// The task that was refused.
+    pub task_guid: String,
+    /// Why, for the platform's log.
+    pub message: String,
+}
+
+/// How a task ended, reported by the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCompletion {
+    /// The task.
+    pub task_guid: String,
+    /// The exit status of its command (-1 when it never ran).
+    pub exit_status: i32,
+    /// `None` when it succeeded; else CF's `result.failure_reason`, e.g.
+    /// `Exited with status 1` or `task was cancelled`.
+    pub failure_reason: Option<String>,
 }
 
 /// What a staging task needs to turn a package into a droplet.
@@ -343,8 +408,8 @@ impl Api {
         orgs::bootstrap(self, admin_user_guid, admin_user_name).await
     }
 
-    /// After a platform restart: fails the uploads and stagings the previous
-    /// process left in progress, and desires every started app's processes
+    /// After a platform restart: fails the uploads, stagings and tasks the
+    /// previous process left in progress, and desires every started app's processes
     /// again from the stored desired state.
     pub async fn resume(&self) -> Result<(), ApiError> {
         apps::resume(self).await
@@ -353,6 +418,13 @@ impl Api {
     /// Records a crash as the audit event `audit.app.process.crash`.
     pub async fn record_crash(&self, report: CrashReport) -> Result<(), ApiError> {
         processes::record_crash(self, report).await
+    }
+
+    /// Records how a task ended: `SUCCEEDED`, or `FAILED` with its reason (a
+    /// task that was being cancelled fails as `task was cancelled`). A task
+    /// that has already ended is left as it is.
+    pub async fn record_task_completion(&self, completion: TaskCompletion) -> Result<(), ApiError> {
+        tasks::record_completion(self, completion).await
     }
 
     /// The HTTP surface: `/`, `/v2/info`, `/v3/…`.

@@ -758,3 +758,52 @@ pub(crate) struct Desired {
     pub process: DesiredProcess,
 }
 doc!(Desired, "cc_desired", "Process");
+
+/// A one-off task run from an app's droplet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Task {
+    pub guid: String,
+    pub app_guid: String,
+    pub name: String,
+    pub command: String,
+    /// `RUNNING`, `CANCELING`, `SUCCEEDED` or `FAILED`.
+    pub state: String,
+    /// The task's number within its app, from 1 (`cf terminate-task`'s id).
+    pub sequence_id: u64,
+    pub memory_mb: u64,
+    pub disk_mb: u64,
+    pub droplet_guid: String,
+    pub failure_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+doc!(Task, "cc_tasks", "Task", rendered);
+
+impl Task {
+    /// Whether the task has ended (`SUCCEEDED` or `FAILED`).
+    pub(crate) fn is_final(&self) -> bool {
+        self.state == "SUCCEEDED" || self.state == "FAILED"
+    }
+
+    pub(crate) fn json(&self, base: &str) -> Value {
+        let g = &self.guid;
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "sequence_id": self.sequence_id, "name": self.name, "command": self.command,
+            "state": self.state, "memory_in_mb": self.memory_mb, "disk_in_mb": self.disk_mb,
+            "log_rate_limit_in_bytes_per_second": -1,
+            "result": {"failure_reason": self.failure_reason},
+            "droplet_guid": self.droplet_guid,
+            "relationships": {"app": rel(Some(&self.app_guid))},
+            "metadata": self.metadata.json(),
+            "links": {
+                "self": link(base, &format!("/v3/tasks/{g}")),
+                "app": link(base, &format!("/v3/apps/{}", self.app_guid)),
+                "cancel": link_method(base, &format!("/v3/tasks/{g}/actions/cancel"), "POST"),
+                "droplet": link(base, &format!("/v3/droplets/{}", self.droplet_guid)),
+            }
+        })
+    }
+}

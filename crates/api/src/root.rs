@@ -47,7 +47,7 @@ async fn root(State(api): State<Api>) -> axum::response::Response {
         "uaa": href(&c.uaa_url),
         "credhub": null,
         "routing": null,
-        "logging": null,
+        "logging": c.logging_url.as_deref().map(href),
         "log_cache": href(&c.log_cache_url),
         "log_stream": c.log_stream_url.as_deref().map(href),
         "app_ssh": app_ssh,

@@ -40,6 +40,7 @@ const TABLES: &[&str] = &[
     "cc_events",
     "cc_desired",
     "cc_feature_flags",
+    "cc_tasks",
 ];
 
 const INDEXES: &[&str] = &[
@@ -54,6 +55,7 @@ const INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS cc_builds_app ON cc_builds(json_extract(doc,'$.app_guid'))",
     "CREATE INDEX IF NOT EXISTS cc_droplets_app ON cc_droplets(json_extract(doc,'$.app_guid'))",
     "CREATE UNIQUE INDEX IF NOT EXISTS cc_routes_url ON cc_routes(json_extract(doc,'$.domain_guid'), json_extract(doc,'$.host'), json_extract(doc,'$.path'))",
+    "CREATE INDEX IF NOT EXISTS cc_tasks_app ON cc_tasks(json_extract(doc,'$.app_guid'))",
     "CREATE INDEX IF NOT EXISTS cc_events_target ON cc_events(json_extract(doc,'$.target.guid'))",
 ];
 

@@ -8,12 +8,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ingot_api::{
     BuildpackRef, DesiredProcess, InstanceReport, Principal, StageFailure, StageOutcome,
-    StageRequest, TokenProblem,
+    StageRequest, TaskRejected, TaskRequest, TokenProblem,
 };
 use ingot_auth::{TokenError, TokenVerifier};
 use ingot_scheduler::{
     BuildpackSource, DesiredLrp, HealthCheck, HealthCheckKind, RouteEmitter, RouteTarget,
-    Scheduler, StagingRequest,
+    Scheduler, StagingRequest, TaskDefinition,
 };
 
 /// The API's [`ingot_api::Runtime`] over the scheduler.
@@ -125,6 +125,35 @@ impl ingot_api::Runtime for SchedulerRuntime {
 
     async fn remove(&self, process_guid: &str) {
         self.scheduler.remove(process_guid);
+    }
+
+    async fn run_task(&self, task: TaskRequest) -> Result<(), TaskRejected> {
+        let task_guid = task.task_guid.clone();
+        self.scheduler
+            .run_task(TaskDefinition {
+                task_guid: task.task_guid,
+                name: task.name,
+                app_guid: task.app_guid,
+                app_name: task.app_name,
+                space_guid: task.space_guid,
+                space_name: task.space_name,
+                org_guid: task.org_guid,
+                org_name: task.org_name,
+                droplet_guid: task.droplet_guid,
+                droplet_key: task.droplet_key,
+                command: task.command,
+                memory_mb: task.memory_mb,
+                disk_mb: task.disk_mb,
+                environment: task.environment,
+            })
+            .map_err(|err| TaskRejected {
+                task_guid,
+                message: err.to_string(),
+            })
+    }
+
+    async fn cancel_task(&self, task_guid: &str) -> bool {
+        self.scheduler.cancel_task(task_guid)
     }
 
     fn instances(&self, process_guid: &str) -> Vec<InstanceReport> {
@@ -244,7 +273,8 @@ impl ingot_logs::StreamAuthorizer for Tokens {
     }
 }
 
-/// Keeps the API's crash records in step with the scheduler's events.
+/// Keeps the API's crash records and task states in step with the
+/// scheduler's events.
 pub fn forward_crashes(scheduler: &Scheduler, api: ingot_api::Api) -> tokio::task::JoinHandle<()> {
     let mut events = scheduler.subscribe();
     tokio::spawn(async move {
@@ -265,10 +295,21 @@ pub fn forward_crashes(scheduler: &Scheduler, api: ingot_api::Api) -> tokio::tas
                         tracing::warn!(error = %err, "cannot record a crash event");
                     }
                 }
+                Ok(ingot_scheduler::SchedulerEvent::TaskCompleted(done)) => {
+                    let task_guid = done.task_guid.clone();
+                    let completion = ingot_api::TaskCompletion {
+                        task_guid: done.task_guid,
+                        exit_status: done.exit_status,
+                        failure_reason: done.failure_reason,
+                    };
+                    if let Err(err) = api.record_task_completion(completion).await {
+                        tracing::warn!(task = %task_guid, error = %err, "cannot record a task's end");
+                    }
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(
                         missed,
-                        "crash events were dropped before they were recorded"
+                        "scheduler events were dropped before they were recorded"
                     );
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

@@ -175,6 +175,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 uaa_url: format!("{api_url}/uaa"),
                 log_cache_url: format!("{api_url}/log-cache"),
                 log_stream_url: Some(format!("{api_url}/log-stream")),
+                logging_url: Some(format!("{}/doppler", api_url.replacen("http", "ws", 1))),
                 app_domain: args.app_domain.clone(),
                 router_url: local_url(args.router_listen),
                 ssh_endpoint: None,
@@ -218,6 +219,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .nest(
                 "/log-stream",
                 ingot_logs::rlp_gateway_router(log_store.firehose(), tokens.clone()),
+            )
+            .nest(
+                "/doppler",
+                ingot_logs::doppler_router(log_store.firehose(), log_store.clone(), tokens.clone()),
             )
             .route(
                 "/metrics",

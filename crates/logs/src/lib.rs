@@ -1,7 +1,10 @@
 //! Loggregator and log-cache for Ingot: the envelope every part emits, the
 //! [`LogSink`] it emits through, the per-source ring buffers of [`LogStore`],
 //! log-cache's HTTP read API ([`log_cache_router`]), the live fan-out of
-//! [`Firehose`] and the RLP gateway that streams it ([`rlp_gateway_router`]).
+//! [`Firehose`] and the RLP gateway that streams it ([`rlp_gateway_router`]),
+//! the traffic controller's dropsonde v1 endpoints ([`doppler_router`],
+//! messages in [`dropsonde`]) and the per-instance log rate limit
+//! ([`RateLimitedSink`]).
 //!
 //! *Invariant*: emitting never blocks on a reader and never fails; a full
 //! store buffer evicts its oldest envelope instead, and a full subscriber
@@ -11,14 +14,18 @@
 //! protobuf-JSON mapping of loggregator v2 lives at the edge in [`wire`].
 
 mod api;
+mod doppler;
+pub mod dropsonde;
 mod envelope;
 mod firehose;
 mod forward;
+mod ratelimit;
 mod rlp;
 mod store;
 pub mod wire;
 
 pub use api::{log_cache_router, ReadAuthorizer, ReadDenied};
+pub use doppler::{doppler_router, doppler_router_with, DopplerConfig, DEFAULT_RECENT_LOGS_LIMIT};
 pub use envelope::{ContainerMetrics, Envelope, EnvelopeType, GaugeValue, LogKind, Message};
 pub use firehose::{
     dropped_notice_text, Disconnected, Firehose, FirehoseConfig, Selector, Subscription,
@@ -26,6 +33,9 @@ pub use firehose::{
     LOGGREGATOR_SOURCE_TYPE,
 };
 pub use forward::{forward_lines, MAX_LINE_BYTES};
+pub use ratelimit::{
+    forward_lines_rate_limited, log_rate_limit_notice, LogRateMetrics, RateLimitedSink,
+};
 pub use rlp::{rlp_gateway_router, rlp_gateway_router_with, RlpConfig, StreamAuthorizer};
 pub use store::{LogStore, ReadQuery, SourceMeta, DEFAULT_MAX_SOURCES, LOG_CACHE_MAX_PER_SOURCE};
 

@@ -108,12 +108,14 @@ pub(crate) struct Cell {
     pub(crate) blobs: Arc<dyn Blobstore>,
     pub(crate) logs: Arc<dyn LogSink>,
     routes: Arc<dyn RouteEmitter>,
-    events: broadcast::Sender<SchedulerEvent>,
+    pub(crate) events: broadcast::Sender<SchedulerEvent>,
     state: Mutex<State>,
     wake: Notify,
-    tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     stopping: AtomicBool,
-    stopped: CancellationToken,
+    pub(crate) stopped: CancellationToken,
+    /// The one-off tasks running now, by task guid (see [`crate::task`]).
+    running_tasks: Mutex<HashMap<String, CancellationToken>>,
     droplets: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     cpu_samples: Mutex<HashMap<String, CpuSample>>,
     pub(crate) metrics: crate::metrics::Metrics,
@@ -156,6 +158,7 @@ impl Cell {
             tasks: TaskTracker::new(),
             stopping: AtomicBool::new(false),
             stopped: CancellationToken::new(),
+            running_tasks: Mutex::new(HashMap::new()),
             droplets: tokio::sync::Mutex::new(HashMap::new()),
             cpu_samples: Mutex::new(HashMap::new()),
             metrics: crate::metrics::Metrics::default(),
@@ -173,6 +176,18 @@ impl Cell {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind; keep going.
         self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether [`Cell::shutdown`] has begun.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn running_tasks(&self) -> MutexGuard<'_, HashMap<String, CancellationToken>> {
+        // Plain data: a panic while holding the lock leaves nothing half done.
+        self.running_tasks
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -873,7 +888,7 @@ impl Cell {
     /// The layer is unpacked into a fresh directory and renamed into place,
     /// so a layer that exists is complete, and the work runs in its own task
     /// so that an instance cancelled meanwhile cannot abandon it half done.
-    async fn droplet_layer(
+    pub(crate) async fn droplet_layer(
         &self,
         droplet_guid: &str,
         droplet_key: &str,

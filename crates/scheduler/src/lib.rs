@@ -10,7 +10,9 @@
 //! registered through the [`RouteEmitter`]. When an instance's process exits
 //! on its own, the scheduler records a crash ([`SchedulerEvent::Crashed`]),
 //! unregisters its routes, and a new instance (with a new instance guid)
-//! takes its place.
+//! takes its place. One-off tasks ([`Scheduler::run_task`]) run once in
+//! containers of their own and report how they ended
+//! ([`SchedulerEvent::TaskCompleted`]).
 
 pub mod backoff;
 mod cell;
@@ -18,6 +20,7 @@ mod env;
 mod health;
 mod metrics;
 mod staging;
+mod task;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,6 +35,7 @@ use tokio::sync::broadcast;
 
 pub use cell::InstanceStatus;
 pub use staging::{BuildpackSource, StagingFailure, StagingOutcome, StagingRequest};
+pub use task::{TaskCompletedEvent, TaskDefinition, TASK_CANCELLED};
 
 /// Where the scheduler keeps its files and what it mounts into containers.
 #[derive(Debug, Clone)]
@@ -160,11 +164,13 @@ pub trait RouteEmitter: Send + Sync {
     fn unregister_instance(&self, instance_guid: &str);
 }
 
-/// Something that happened to an instance that the API records.
+/// Something that happened to an instance or a task that the API records.
 #[derive(Debug, Clone)]
 pub enum SchedulerEvent {
     /// An instance's process exited on its own, or never became healthy.
     Crashed(CrashEvent),
+    /// A task ended: its command exited, or it was cancelled.
+    TaskCompleted(TaskCompletedEvent),
 }
 
 /// A crash, with the fields of CF's `audit.app.process.crash` event.
@@ -210,6 +216,18 @@ pub enum SchedulerError {
     /// A blob could not be read or written.
     #[error(transparent)]
     Blob(#[from] ingot_blobstore::BlobError),
+    /// The scheduler is shutting down and starts nothing new.
+    #[error("task {task_guid}: the scheduler is shutting down")]
+    ShuttingDown {
+        /// The task that was refused.
+        task_guid: String,
+    },
+    /// A task with this guid already runs.
+    #[error("task {task_guid} is already running")]
+    TaskExists {
+        /// The task's guid.
+        task_guid: String,
+    },
 }
 
 /// The scheduler and its one local cell.
@@ -254,19 +272,33 @@ impl Scheduler {
         staging::stage(&self.cell, request).await
     }
 
+    /// Runs a one-off task in its own container from its droplet; returns
+    /// once it is under way. Its end is reported as
+    /// [`SchedulerEvent::TaskCompleted`].
+    pub fn run_task(&self, task: TaskDefinition) -> Result<(), SchedulerError> {
+        self.cell.run_task(task)
+    }
+
+    /// Cancels a running task (SIGTERM, then SIGKILL after the stop grace
+    /// period); it then completes as `task was cancelled`. Returns `false`
+    /// when no such task runs.
+    pub fn cancel_task(&self, task_guid: &str) -> bool {
+        self.cell.cancel_task(task_guid)
+    }
+
     /// Registers `ingot_scheduler_*`: instances started, crashes, stagings by
     /// outcome, desired and running instances.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.cell.metrics.register(registry);
     }
 
-    /// Events (crashes) for the API to record.
+    /// Events (crashes, task completions) for the API to record.
     pub fn subscribe(&self) -> broadcast::Receiver<SchedulerEvent> {
         self.cell.subscribe()
     }
 
-    /// Stops every instance gracefully (SIGTERM, then SIGKILL after the
-    /// grace period) and destroys the containers. Desired state is not
+    /// Stops every instance and cancels every task gracefully (SIGTERM, then
+    /// SIGKILL after the grace period) and destroys the containers. Desired state is not
     /// forgotten by the API: the next start desires it again.
     pub async fn shutdown(&self) {
         self.cell.shutdown().await;

@@ -15,7 +15,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use ingot_api::{
     Api, ApiConfig, DesiredProcess, InstanceReport, Principal, Runtime, StageFailure, StageOutcome,
-    StageRequest, TokenProblem, TokenValidator,
+    StageRequest, TaskRejected, TaskRequest, TokenProblem, TokenValidator,
 };
 use ingot_blobstore::{Blobstore, LocalBlobstore};
 use serde_json::Value;
@@ -76,6 +76,8 @@ pub enum Call {
     Stage(StageRequest),
     Desire(DesiredProcess),
     Remove(String),
+    RunTask(TaskRequest),
+    CancelTask(String),
 }
 
 pub struct FakeRuntime {
@@ -83,6 +85,10 @@ pub struct FakeRuntime {
     pub blobs: Arc<dyn Blobstore>,
     /// When set, staging fails with this.
     pub fail_staging: Mutex<Option<StageFailure>>,
+    /// When set, `run_task` refuses every task.
+    pub refuse_tasks: std::sync::atomic::AtomicBool,
+    /// What `cancel_task` answers (whether the task was known).
+    pub knows_tasks: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -119,6 +125,26 @@ impl Runtime for FakeRuntime {
             .lock()
             .expect("lock")
             .push(Call::Remove(process_guid.to_string()));
+    }
+
+    async fn run_task(&self, task: TaskRequest) -> Result<(), TaskRejected> {
+        let guid = task.task_guid.clone();
+        self.calls.lock().expect("lock").push(Call::RunTask(task));
+        if self.refuse_tasks.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(TaskRejected {
+                task_guid: guid,
+                message: "refused by the test".into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn cancel_task(&self, task_guid: &str) -> bool {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(Call::CancelTask(task_guid.to_string()));
+        self.knows_tasks.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn instances(&self, _process_guid: &str) -> Vec<InstanceReport> {
@@ -184,12 +210,15 @@ impl Harness {
             calls: Mutex::new(Vec::new()),
             blobs: blobs.clone(),
             fail_staging: Mutex::new(None),
+            refuse_tasks: std::sync::atomic::AtomicBool::new(false),
+            knows_tasks: std::sync::atomic::AtomicBool::new(true),
         });
         let config = ApiConfig {
             external_url: EXTERNAL.into(),
             uaa_url: format!("{EXTERNAL}/uaa"),
             log_cache_url: format!("{EXTERNAL}/log-cache"),
             log_stream_url: None,
+            logging_url: None,
             app_domain: "apps.localhost".into(),
             router_url: "http://127.0.0.1:8080".into(),
             ssh_endpoint: None,
@@ -381,6 +410,17 @@ impl Harness {
                 _ => None,
             })
             .expect("staged")
+    }
+
+    /// Every task the runtime was asked to run.
+    pub fn task_runs(&self) -> Vec<TaskRequest> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::RunTask(t) => Some(t),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn desires(&self) -> Vec<DesiredProcess> {

@@ -9,7 +9,9 @@ use ingot_client::manifest::parse_megabytes;
 use ingot_client::resources::{App, InstanceStats};
 use ingot_client::Client;
 
-use super::{find_app, ui, OrExplain as _, Session};
+use serde::Serialize;
+
+use super::{find_app, ui, ListArgs, OrExplain as _, Session};
 
 /// How long `start`, `restart` and `push` wait for a running instance.
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(180);
@@ -19,6 +21,16 @@ pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(180);
 pub struct AppArgs {
     /// The app's name.
     name: String,
+}
+
+/// An app name, and `--json` for `app` and `env`.
+#[derive(Args)]
+pub struct ShowArgs {
+    /// The app's name.
+    name: String,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Flags of `scale`.
@@ -65,15 +77,17 @@ pub struct SetEnvArgs {
 }
 
 /// `ingot apps`.
-pub(crate) async fn apps() -> anyhow::Result<()> {
+pub(crate) async fn apps(args: ListArgs) -> anyhow::Result<()> {
     let mut session = Session::open()?;
     let (org, space) = session.target()?;
-    println!(
-        "Getting apps in org {} / space {} as {}...\n",
-        org.name,
-        space.name,
-        session.user()
-    );
+    if !args.json {
+        println!(
+            "Getting apps in org {} / space {} as {}...\n",
+            org.name,
+            space.name,
+            session.user()
+        );
+    }
     let client = session.client();
     let apps = client
         .apps(&space.guid)
@@ -85,19 +99,33 @@ pub(crate) async fn apps() -> anyhow::Result<()> {
         "processes".to_string(),
         "routes".to_string(),
     ]];
+    let mut listed = Vec::new();
     for app in apps {
-        let processes = process_summary(client, &app).await?;
+        let processes = process_counts(client, &app).await?;
         let routes = client
             .app_routes(&app.guid)
             .await
             .or_explain(format!("cannot list the routes of app {}", app.name))?
             .into_iter()
             .map(|r| session.route_link(&r.url))
-            .collect::<Vec<_>>()
-            .join(", ");
-        rows.push(vec![app.name, app.state.to_lowercase(), processes, routes]);
+            .collect::<Vec<_>>();
+        listed.push(AppRow {
+            name: app.name,
+            guid: app.guid,
+            state: app.state.to_lowercase(),
+            processes,
+            routes,
+        });
     }
     session.keep_tokens();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&listed)?);
+        return Ok(());
+    }
+    for app in listed {
+        let processes = summary_text(&app.processes);
+        rows.push(vec![app.name, app.state, processes, app.routes.join(", ")]);
+    }
     if rows.len() == 1 {
         println!("No apps found.");
     } else {
@@ -106,8 +134,44 @@ pub(crate) async fn apps() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One app in `apps --json`.
+#[derive(Debug, Serialize)]
+pub(crate) struct AppRow {
+    /// The app's name.
+    pub name: String,
+    /// The app's GUID.
+    pub guid: String,
+    /// Requested state, lower case: `started` or `stopped`.
+    pub state: String,
+    /// Its processes, with instance counts.
+    pub processes: Vec<ProcessCount>,
+    /// Its routes, as URLs.
+    pub routes: Vec<String>,
+}
+
+/// Desired and running instances of one process type.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProcessCount {
+    /// The process type, e.g. `web`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Desired instances.
+    pub instances: u32,
+    /// Instances now RUNNING.
+    pub running: usize,
+}
+
 /// `web:1/2, worker:0/1` — running over desired, per process type.
-async fn process_summary(client: &Client, app: &App) -> anyhow::Result<String> {
+fn summary_text(counts: &[ProcessCount]) -> String {
+    counts
+        .iter()
+        .map(|p| format!("{}:{}/{}", p.kind, p.running, p.instances))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Running and desired instances, per process type.
+async fn process_counts(client: &Client, app: &App) -> anyhow::Result<Vec<ProcessCount>> {
     let processes = client
         .processes(&app.guid)
         .await
@@ -123,9 +187,13 @@ async fn process_summary(client: &Client, app: &App) -> anyhow::Result<String> {
                 .map(|s| s.iter().filter(|i| i.state == "RUNNING").count())
                 .unwrap_or(0)
         };
-        parts.push(format!("{}:{running}/{}", p.kind, p.instances));
+        parts.push(ProcessCount {
+            kind: p.kind,
+            instances: p.instances,
+            running,
+        });
     }
-    Ok(parts.join(", "))
+    Ok(parts)
 }
 
 /// Prints what `cf app` prints: the app, its routes, droplet, and a table
@@ -199,6 +267,138 @@ pub(crate) async fn print_app_summary(session: &Session, app: &App) -> anyhow::R
         print!("{}", ui::table(&instance_rows(&stats)));
     }
     Ok(())
+}
+
+/// `app --json`: the app, its routes, droplet and instances.
+#[derive(Debug, Serialize)]
+pub(crate) struct AppDetail {
+    /// The app's name.
+    pub name: String,
+    /// The app's GUID.
+    pub guid: String,
+    /// Requested state, lower case.
+    pub state: String,
+    /// Its routes, as URLs.
+    pub routes: Vec<String>,
+    /// The stack it runs on, when known.
+    pub stack: Option<String>,
+    /// The buildpacks of its droplet (or those requested).
+    pub buildpacks: Vec<String>,
+    /// Its processes.
+    pub processes: Vec<ProcessDetail>,
+}
+
+/// One process of `app --json`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProcessDetail {
+    /// The process type, e.g. `web`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Desired instances.
+    pub instances: u32,
+    /// Instances now RUNNING.
+    pub running: usize,
+    /// Memory limit per instance.
+    pub memory_in_mb: u64,
+    /// Disk limit per instance.
+    pub disk_in_mb: u64,
+    /// Each instance.
+    pub stats: Vec<InstanceDetail>,
+}
+
+/// One instance of `app --json`.
+#[derive(Debug, Serialize)]
+pub(crate) struct InstanceDetail {
+    /// Its index.
+    pub index: u32,
+    /// Its state, lower case: `running`, `starting`, `crashed`, `down`.
+    pub state: String,
+    /// Seconds since it started, when running.
+    pub uptime_seconds: Option<u64>,
+    /// CPU use as a fraction of one core.
+    pub cpu: Option<f64>,
+    /// Memory in use, bytes.
+    pub memory_bytes: Option<u64>,
+    /// Memory limit, bytes.
+    pub memory_quota_bytes: Option<u64>,
+    /// Disk in use, bytes.
+    pub disk_bytes: Option<u64>,
+    /// Disk limit, bytes.
+    pub disk_quota_bytes: Option<u64>,
+    /// Why it is not running, when the platform says.
+    pub details: Option<String>,
+}
+
+/// An instance as `app --json` shows it.
+pub(crate) fn instance_detail(s: &InstanceStats) -> InstanceDetail {
+    InstanceDetail {
+        index: s.index,
+        state: s.state.to_lowercase(),
+        uptime_seconds: s.uptime,
+        cpu: s.usage.as_ref().map(|u| u.cpu),
+        memory_bytes: s.usage.as_ref().map(|u| u.mem),
+        memory_quota_bytes: s.mem_quota,
+        disk_bytes: s.usage.as_ref().map(|u| u.disk),
+        disk_quota_bytes: s.disk_quota,
+        details: s.details.clone(),
+    }
+}
+
+/// Gathers what `app --json` prints.
+async fn app_detail(session: &Session, app: &App) -> anyhow::Result<AppDetail> {
+    let client = session.client();
+    let routes = client
+        .app_routes(&app.guid)
+        .await
+        .or_explain(format!("cannot list the routes of app {}", app.name))?;
+    let droplet = client
+        .current_droplet(&app.guid)
+        .await
+        .or_explain(format!("cannot read the droplet of app {}", app.name))?;
+    let mut buildpacks: Vec<String> = droplet
+        .as_ref()
+        .map(|d| {
+            d.buildpacks
+                .iter()
+                .map(|b| b.buildpack_name.clone().unwrap_or_else(|| b.name.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if buildpacks.is_empty() {
+        buildpacks = app.lifecycle.data.buildpacks.clone();
+    }
+    let stack = droplet
+        .as_ref()
+        .and_then(|d| d.stack.clone())
+        .or_else(|| app.lifecycle.data.stack.clone());
+    let mut processes = Vec::new();
+    for p in client
+        .processes(&app.guid)
+        .await
+        .or_explain(format!("cannot list the processes of app {}", app.name))?
+    {
+        let stats = client
+            .process_stats(&p.guid)
+            .await
+            .or_explain(format!("cannot read the instances of app {}", app.name))?;
+        processes.push(ProcessDetail {
+            running: stats.iter().filter(|s| s.state == "RUNNING").count(),
+            kind: p.kind,
+            instances: p.instances,
+            memory_in_mb: p.memory_in_mb,
+            disk_in_mb: p.disk_in_mb,
+            stats: stats.iter().map(instance_detail).collect(),
+        });
+    }
+    Ok(AppDetail {
+        name: app.name.clone(),
+        guid: app.guid.clone(),
+        state: app.state.to_lowercase(),
+        routes: routes.iter().map(|r| session.route_link(&r.url)).collect(),
+        stack,
+        buildpacks,
+        processes,
+    })
 }
 
 /// The instance table of `cf app`.
@@ -299,9 +499,16 @@ pub(crate) async fn wait_running(
 }
 
 /// `ingot app NAME`.
-pub(crate) async fn app(args: AppArgs) -> anyhow::Result<()> {
+pub(crate) async fn app(args: ShowArgs) -> anyhow::Result<()> {
     let mut session = Session::open()?;
     let (org, space) = session.target()?;
+    if args.json {
+        let app = find_app(&session, &space, &args.name).await?;
+        let detail = app_detail(&session, &app).await?;
+        session.keep_tokens();
+        println!("{}", serde_json::to_string_pretty(&detail)?);
+        return Ok(());
+    }
     println!(
         "Showing health and status for app {} in org {} / space {} as {}...\n",
         args.name,
@@ -499,10 +706,21 @@ pub(crate) async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
 }
 
 /// `ingot env NAME`.
-pub(crate) async fn env(args: AppArgs) -> anyhow::Result<()> {
+pub(crate) async fn env(args: ShowArgs) -> anyhow::Result<()> {
     let mut session = Session::open()?;
     let (org, space) = session.target()?;
     let app = find_app(&session, &space, &args.name).await?;
+    if args.json {
+        let env = session
+            .client()
+            .app_env(&app.guid)
+            .await
+            .or_explain(format!("cannot read the environment of app {}", app.name))?;
+        session.keep_tokens();
+        // The API's own shape: the same field names as `GET /v3/apps/:guid/env`.
+        println!("{}", serde_json::to_string_pretty(&env)?);
+        return Ok(());
+    }
     println!(
         "Getting env variables for app {} in org {} / space {} as {}...\n",
         app.name,
@@ -575,4 +793,111 @@ pub(crate) async fn set_env(args: SetEnvArgs) -> anyhow::Result<()> {
         app.name
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apps_json_has_stable_fields() {
+        let row = AppRow {
+            name: "web-app".into(),
+            guid: "g1".into(),
+            state: "started".into(),
+            processes: vec![ProcessCount {
+                kind: "web".into(),
+                instances: 2,
+                running: 1,
+            }],
+            routes: vec!["http://web-app.apps.internal".into()],
+        };
+        assert_eq!(summary_text(&row.processes), "web:1/2");
+        assert_eq!(
+            serde_json::to_value(vec![row]).expect("json"),
+            serde_json::json!([{
+                "name": "web-app",
+                "guid": "g1",
+                "state": "started",
+                "processes": [{"type": "web", "instances": 2, "running": 1}],
+                "routes": ["http://web-app.apps.internal"],
+            }])
+        );
+    }
+
+    #[test]
+    fn app_json_instances_carry_usage_or_null() {
+        let running = InstanceStats {
+            index: 0,
+            state: "RUNNING".into(),
+            usage: Some(ingot_client::resources::Usage {
+                time: None,
+                cpu: 0.25,
+                mem: 1024,
+                disk: 2048,
+            }),
+            mem_quota: Some(4096),
+            disk_quota: Some(8192),
+            uptime: Some(12),
+            details: None,
+        };
+        let down = InstanceStats {
+            index: 1,
+            state: "CRASHED".into(),
+            details: Some("exited 1".into()),
+            ..Default::default()
+        };
+        let detail = ProcessDetail {
+            kind: "web".into(),
+            instances: 2,
+            running: 1,
+            memory_in_mb: 256,
+            disk_in_mb: 1024,
+            stats: vec![instance_detail(&running), instance_detail(&down)],
+        };
+        assert_eq!(
+            serde_json::to_value(&detail).expect("json"),
+            serde_json::json!({
+                "type": "web", "instances": 2, "running": 1,
+                "memory_in_mb": 256, "disk_in_mb": 1024,
+                "stats": [
+                    {"index": 0, "state": "running", "uptime_seconds": 12, "cpu": 0.25,
+                     "memory_bytes": 1024, "memory_quota_bytes": 4096,
+                     "disk_bytes": 2048, "disk_quota_bytes": 8192, "details": null},
+                    {"index": 1, "state": "crashed", "uptime_seconds": null, "cpu": null,
+                     "memory_bytes": null, "memory_quota_bytes": null,
+                     "disk_bytes": null, "disk_quota_bytes": null, "details": "exited 1"},
+                ],
+            })
+        );
+        let app = AppDetail {
+            name: "a".into(),
+            guid: "g".into(),
+            state: "stopped".into(),
+            routes: vec![],
+            stack: None,
+            buildpacks: vec!["python".into()],
+            processes: vec![],
+        };
+        let v = serde_json::to_value(&app).expect("json");
+        let mut keys: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "buildpacks",
+                "guid",
+                "name",
+                "processes",
+                "routes",
+                "stack",
+                "state"
+            ]
+        );
+    }
 }

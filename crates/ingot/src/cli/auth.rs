@@ -7,7 +7,7 @@ use ingot_client::config::{config_path, Config, Target};
 use ingot_client::resources::{Organization, Space};
 use ingot_client::Client;
 
-use super::{ui, OrExplain as _, Session};
+use super::{ui, ListArgs, OrExplain as _, Session};
 
 /// Flags of `login`.
 #[derive(Args)]
@@ -282,16 +282,38 @@ pub(crate) async fn target(args: TargetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One org or space in `--json` output.
+#[derive(Debug, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Named {
+    /// Its name.
+    pub name: String,
+    /// Its GUID.
+    pub guid: String,
+}
+
 /// `ingot orgs`.
-pub(crate) async fn orgs() -> anyhow::Result<()> {
+pub(crate) async fn orgs(args: ListArgs) -> anyhow::Result<()> {
     let mut session = Session::open()?;
-    println!("Getting orgs as {}...\n", session.user());
+    if !args.json {
+        println!("Getting orgs as {}...\n", session.user());
+    }
     let orgs = session
         .client()
         .organizations(None)
         .await
         .or_explain("cannot list the organizations")?;
     session.keep_tokens();
+    if args.json {
+        let list: Vec<Named> = orgs
+            .into_iter()
+            .map(|o| Named {
+                name: o.name,
+                guid: o.guid,
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
     let mut rows = vec![vec!["name".to_string()]];
     rows.extend(orgs.into_iter().map(|o| vec![o.name]));
     print!("{}", ui::table(&rows));
@@ -299,26 +321,54 @@ pub(crate) async fn orgs() -> anyhow::Result<()> {
 }
 
 /// `ingot spaces`.
-pub(crate) async fn spaces() -> anyhow::Result<()> {
+pub(crate) async fn spaces(args: ListArgs) -> anyhow::Result<()> {
     let mut session = Session::open()?;
     let org = session
         .config_mut()
         .org
         .clone()
         .ok_or_else(|| anyhow!("no org targeted: run `ingot target -o ORG`"))?;
-    println!(
-        "Getting spaces in org {} as {}...\n",
-        org.name,
-        session.user()
-    );
+    if !args.json {
+        println!(
+            "Getting spaces in org {} as {}...\n",
+            org.name,
+            session.user()
+        );
+    }
     let spaces = session
         .client()
         .spaces(&org.guid, None)
         .await
         .or_explain(format!("cannot list the spaces of org {}", org.name))?;
     session.keep_tokens();
+    if args.json {
+        let list: Vec<Named> = spaces
+            .into_iter()
+            .map(|s| Named {
+                name: s.name,
+                guid: s.guid,
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
     let mut rows = vec![vec!["name".to_string()]];
     rows.extend(spaces.into_iter().map(|s| vec![s.name]));
     print!("{}", ui::table(&rows));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orgs_and_spaces_json_has_name_and_guid() {
+        let v = serde_json::to_value(vec![Named {
+            name: "dev".into(),
+            guid: "s-1".into(),
+        }])
+        .expect("json");
+        assert_eq!(v, serde_json::json!([{"name": "dev", "guid": "s-1"}]));
+    }
 }

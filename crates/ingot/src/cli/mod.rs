@@ -5,78 +5,217 @@
 mod apps;
 mod auth;
 mod curl;
+mod help;
 mod logs;
+mod plugins;
 mod push;
+mod tasks;
 mod ui;
 
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context as _};
-use clap::Subcommand;
+use clap::{ArgMatches, Args, FromArgMatches, Subcommand};
 use ingot_client::config::{config_path, Config, Target};
 use ingot_client::{Client, ClientError};
 
-/// Every user-facing command.
+/// Flags of a listing command.
+#[derive(Args)]
+pub struct ListArgs {
+    /// Print machine-readable JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Every user-facing command, flattened into the binary's root command.
+///
+/// A wrapper rather than the derived enum itself because of plugins: the
+/// derived `has_subcommand` of an enum with an external subcommand claims
+/// every name, and clap asks flattened enums before the root's own
+/// variants, so `ingot up` would be taken for a plugin. This one claims its
+/// own commands and names the root does not know (plugins), nothing else.
+pub struct Command(Action);
+
+impl FromArgMatches for Command {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Action::from_arg_matches(matches).map(Command)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(matches)
+    }
+}
+
+impl Subcommand for Command {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        Action::augment_subcommands(cmd)
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        Action::augment_subcommands_for_update(cmd)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        let ours = Action::augment_subcommands(clap::Command::new("ingot"));
+        if ours.find_subcommand(name).is_some() {
+            return true;
+        }
+        <crate::Args as clap::CommandFactory>::command()
+            .find_subcommand(name)
+            .is_none()
+    }
+}
+
+/// The user-facing commands. The enum-level settings apply to the binary's
+/// root command: `help` is ours (grouped like cf's) rather than clap's, and
+/// any other word is tried as a plugin (`ingot-WORD` on PATH).
 #[derive(Subcommand)]
-pub enum Command {
+#[command(disable_help_subcommand = true)]
+pub enum Action {
+    /// Show help for all commands, or for one.
+    #[command(after_help = "Examples:\n  ingot help\n  ingot help push")]
+    Help(help::HelpArgs),
     /// Log in to a platform and target an org and space.
+    #[command(
+        after_help = "Examples:\n  ingot login -a http://127.0.0.1:9000 -u admin -p admin\n  ingot login -a http://127.0.0.1:9000 -u admin -p admin -o my-org -s dev"
+    )]
     Login(auth::LoginArgs),
     /// Forget the saved login.
+    #[command(after_help = "Examples:\n  ingot logout")]
     Logout,
     /// Show or set the targeted org and space.
+    #[command(
+        after_help = "Examples:\n  ingot target\n  ingot target -o my-org -s dev\n  ingot target -s staging"
+    )]
     Target(auth::TargetArgs),
     /// List the organizations.
-    Orgs,
+    #[command(after_help = "Examples:\n  ingot orgs\n  ingot orgs --json")]
+    Orgs(ListArgs),
     /// List the spaces of the targeted organization.
-    Spaces,
+    #[command(after_help = "Examples:\n  ingot spaces\n  ingot spaces --json")]
+    Spaces(ListArgs),
     /// Push an app: upload its files, stage it, start it.
+    #[command(
+        after_help = "Examples:\n  ingot push my-app\n  ingot push my-app -p ./build -m 256M -i 2\n  ingot push -f manifest.yml"
+    )]
     Push(push::PushArgs),
     /// List the apps of the targeted space.
-    Apps,
+    #[command(after_help = "Examples:\n  ingot apps\n  ingot apps --json | jq -r '.[].name'")]
+    Apps(ListArgs),
     /// Show an app's state and its instances.
-    App(apps::AppArgs),
+    #[command(after_help = "Examples:\n  ingot app my-app\n  ingot app my-app --json")]
+    App(apps::ShowArgs),
     /// Change an app's instance count, memory or disk.
+    #[command(
+        after_help = "Examples:\n  ingot scale my-app -i 3\n  ingot scale my-app -m 512M -f\n  ingot scale my-app"
+    )]
     Scale(apps::ScaleArgs),
     /// Start an app.
+    #[command(after_help = "Examples:\n  ingot start my-app")]
     Start(apps::AppArgs),
     /// Stop an app.
+    #[command(after_help = "Examples:\n  ingot stop my-app")]
     Stop(apps::AppArgs),
     /// Restart an app.
+    #[command(after_help = "Examples:\n  ingot restart my-app")]
     Restart(apps::AppArgs),
     /// Delete an app.
+    #[command(after_help = "Examples:\n  ingot delete my-app\n  ingot delete my-app -f -r")]
     Delete(apps::DeleteArgs),
     /// Show an app's environment variables.
-    Env(apps::AppArgs),
+    #[command(after_help = "Examples:\n  ingot env my-app\n  ingot env my-app --json")]
+    Env(apps::ShowArgs),
     /// Set one of an app's environment variables.
-    #[command(name = "set-env")]
+    #[command(
+        name = "set-env",
+        after_help = "Examples:\n  ingot set-env my-app GREETING hello\n  ingot restart my-app"
+    )]
     SetEnv(apps::SetEnvArgs),
     /// Show or follow an app's logs.
+    #[command(after_help = "Examples:\n  ingot logs my-app\n  ingot logs my-app --recent")]
     Logs(logs::LogsArgs),
     /// Make an authenticated API request, as `cf curl` does.
+    #[command(
+        after_help = "Examples:\n  ingot curl /v3/apps\n  ingot curl -X POST /v3/spaces -d '{\"name\":\"dev\",\"relationships\":{\"organization\":{\"data\":{\"guid\":\"ORG_GUID\"}}}}'"
+    )]
     Curl(curl::CurlArgs),
+    /// List the plugins found on PATH and in the plugin directory.
+    #[command(after_help = "Examples:\n  ingot plugins\n  ingot plugins --json")]
+    Plugins(ListArgs),
+    /// Install a plugin executable from a file or an http(s) URL.
+    #[command(
+        name = "install-plugin",
+        after_help = "Examples:\n  ingot install-plugin ./ingot-hello\n  ingot install-plugin http://127.0.0.1:8000/ingot-hello -f\n  ingot install-plugin ./tool.sh --name tool"
+    )]
+    InstallPlugin(plugins::InstallArgs),
+    /// Remove a plugin that `install-plugin` installed.
+    #[command(
+        name = "uninstall-plugin",
+        after_help = "Examples:\n  ingot uninstall-plugin hello"
+    )]
+    UninstallPlugin(plugins::UninstallArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  ingot completion bash > /etc/bash_completion.d/ingot\n  ingot completion zsh > \"${fpath[1]}/_ingot\"\n  ingot completion fish > ~/.config/fish/completions/ingot.fish"
+    )]
+    Completion(help::CompletionArgs),
+    /// Run a one-off task from an app's droplet.
+    #[command(
+        name = "run-task",
+        after_help = "Examples:\n  ingot run-task my-app \"python migrate.py\" --name migrate\n  ingot run-task my-app \"echo hi\" -m 64M"
+    )]
+    RunTask(tasks::RunTaskArgs),
+    /// List an app's tasks.
+    #[command(after_help = "Examples:\n  ingot tasks my-app")]
+    Tasks(tasks::TasksArgs),
+    /// Cancel a running task, by the id `tasks` shows.
+    #[command(
+        name = "terminate-task",
+        after_help = "Examples:\n  ingot terminate-task my-app 3"
+    )]
+    TerminateTask(tasks::TerminateTaskArgs),
+    /// A plugin: `ingot NAME ARGS…` runs `ingot-NAME ARGS…`.
+    #[command(external_subcommand)]
+    External(Vec<String>),
 }
 
 /// Runs one user-facing command.
 pub async fn run(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Login(args) => auth::login(args).await,
-        Command::Logout => auth::logout(),
-        Command::Target(args) => auth::target(args).await,
-        Command::Orgs => auth::orgs().await,
-        Command::Spaces => auth::spaces().await,
-        Command::Push(args) => push::push(args).await,
-        Command::Apps => apps::apps().await,
-        Command::App(args) => apps::app(args).await,
-        Command::Scale(args) => apps::scale(args).await,
-        Command::Start(args) => apps::start(args).await,
-        Command::Stop(args) => apps::stop(args).await,
-        Command::Restart(args) => apps::restart(args).await,
-        Command::Delete(args) => apps::delete(args).await,
-        Command::Env(args) => apps::env(args).await,
-        Command::SetEnv(args) => apps::set_env(args).await,
-        Command::Logs(args) => logs::logs(args).await,
-        Command::Curl(args) => curl::curl(args).await,
+    use Action as A;
+    match command.0 {
+        A::Help(args) => help::help(args).await,
+        A::Login(args) => auth::login(args).await,
+        A::Logout => auth::logout(),
+        A::Target(args) => auth::target(args).await,
+        A::Orgs(args) => auth::orgs(args).await,
+        A::Spaces(args) => auth::spaces(args).await,
+        A::Push(args) => push::push(args).await,
+        A::Apps(args) => apps::apps(args).await,
+        A::App(args) => apps::app(args).await,
+        A::Scale(args) => apps::scale(args).await,
+        A::Start(args) => apps::start(args).await,
+        A::Stop(args) => apps::stop(args).await,
+        A::Restart(args) => apps::restart(args).await,
+        A::Delete(args) => apps::delete(args).await,
+        A::Env(args) => apps::env(args).await,
+        A::SetEnv(args) => apps::set_env(args).await,
+        A::Logs(args) => logs::logs(args).await,
+        A::RunTask(args) => tasks::run_task(args).await,
+        A::Tasks(args) => tasks::tasks(args).await,
+        A::TerminateTask(args) => tasks::terminate_task(args).await,
+        A::Curl(args) => curl::curl(args).await,
+        A::Plugins(args) => plugins::plugins(args),
+        A::InstallPlugin(args) => plugins::install(args).await,
+        A::UninstallPlugin(args) => plugins::uninstall(args),
+        A::Completion(args) => help::completion(args),
+        A::External(argv) => plugins::dispatch(argv).await,
     }
+}
+
+/// Prints `ingot help`: every command grouped by topic, then the plugins
+/// found. `main` may call it for a bare `ingot` or `ingot --help` too.
+pub fn print_help() {
+    print!("{}", help::grouped_help(help::colour_stdout()));
 }
 
 /// Logs the local CLI in to a platform that has just booted: logs in,
@@ -227,4 +366,62 @@ pub(crate) async fn find_app(
                 space.name
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::Action;
+
+    fn parse(argv: &[&str]) -> Result<crate::Args, clap::Error> {
+        crate::Args::try_parse_from(argv)
+    }
+
+    #[test]
+    fn unknown_words_become_plugin_invocations_with_all_their_arguments() {
+        let args = parse(&["ingot", "hello", "a", "--flag", "-x"]).expect("parses");
+        match args.command {
+            crate::Command::Cli(super::Command(Action::External(argv))) => {
+                assert_eq!(argv, vec!["hello", "a", "--flag", "-x"]);
+            }
+            _ => panic!("not dispatched as a plugin"),
+        }
+    }
+
+    #[test]
+    fn help_and_listing_flags_parse() {
+        let args = parse(&["ingot", "help", "push"]).expect("parses");
+        assert!(matches!(
+            args.command,
+            crate::Command::Cli(super::Command(Action::Help(_)))
+        ));
+        for listing in ["apps", "orgs", "spaces", "plugins"] {
+            let args = parse(&["ingot", listing, "--json"]).expect("parses");
+            match args.command {
+                crate::Command::Cli(super::Command(
+                    Action::Apps(l) | Action::Orgs(l) | Action::Spaces(l) | Action::Plugins(l),
+                )) => assert!(l.json, "{listing}"),
+                _ => panic!("{listing} is not a listing"),
+            }
+        }
+        parse(&["ingot", "app", "my-app", "--json"]).expect("app --json");
+        // The root's own commands stay its own, whatever plugins exist.
+        assert!(matches!(
+            parse(&["ingot", "up"]).expect("up").command,
+            crate::Command::Up(_)
+        ));
+        assert!(matches!(
+            parse(&["ingot", "lifecycle", "builder", "--x"])
+                .expect("lifecycle")
+                .command,
+            crate::Command::Lifecycle { .. }
+        ));
+        parse(&["ingot", "env", "my-app", "--json"]).expect("env --json");
+        parse(&["ingot", "completion", "fish"]).expect("completion");
+        let err = parse(&["ingot", "completion", "tcsh"])
+            .err()
+            .expect("an unknown shell is refused");
+        assert_eq!(err.exit_code(), super::help::EXIT_USAGE);
+    }
 }

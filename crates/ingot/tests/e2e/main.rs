@@ -61,10 +61,13 @@ fn walking_skeleton() {
     push_with_a_buildpack_url(&platform, &work);
     recent_logs(&platform);
     log_stream_and_container_metrics(&platform);
+    dropsonde_decodes_recent_logs(&platform);
     inside_an_instance(&platform);
     crash_and_replace(&platform);
     out_of_memory(&platform);
     scale_to_three(&platform);
+    a_plugin_lists_the_apps(&platform, &work);
+    a_task_runs_once(&platform);
     slow_start_gets_no_traffic(&platform, &work);
     bad_input_changes_nothing(&platform, &work);
 
@@ -377,6 +380,43 @@ fn log_stream_and_container_metrics(platform: &Platform) {
     );
 }
 
+/// The legacy traffic controller endpoint, decoded by the PyPI `dropsonde`
+/// package.
+fn dropsonde_decodes_recent_logs(platform: &Platform) {
+    let python =
+        std::env::var("INGOT_TEST_PYTHON").expect("INGOT_TEST_PYTHON (scripts/test.sh sets it up)");
+    let guid = platform.app_guid("probe");
+    let (status, _) = platform.get_app("probe.apps.localhost", "/dropsonde-marker");
+    assert_eq!(status, 200);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/dropsonde_recent.py");
+    let mut out = None;
+    platform.wait_for(
+        "the marker in the decoded recent logs",
+        Duration::from_secs(20),
+        || {
+            let run = Command::new(&python)
+                .arg(&script)
+                .args([
+                    platform.api_url.as_str(),
+                    platform.token().as_str(),
+                    guid.as_str(),
+                    "/dropsonde-marker",
+                ])
+                .output()
+                .expect("run the dropsonde check");
+            let ok = run.status.success();
+            out = Some(run);
+            ok
+        },
+    );
+    let out = out.expect("ran");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("RTR"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 fn probe_report(platform: &Platform) -> serde_json::Value {
     let body = platform.wait_for_app("probe.apps.localhost", "/");
     serde_json::from_str(&body).unwrap_or_else(|err| panic!("probe answered {body:?}: {err}"))
@@ -559,6 +599,78 @@ fn scale_to_three(platform: &Platform) {
         Duration::from_secs(60),
         || instance_guids(platform, "probe").len() == 1,
     );
+}
+
+/// An executable `ingot-NAME` on `PATH` runs as `ingot NAME` with the API
+/// URL, a token and the target in its environment.
+fn a_plugin_lists_the_apps(platform: &Platform, work: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = work.join("plugins");
+    std::fs::create_dir_all(&dir).expect("plugin dir");
+    let plugin = dir.join("ingot-list-apps");
+    std::fs::write(
+        &plugin,
+        "#!/usr/bin/python3\n\
+         import json, os, urllib.request\n\
+         r = urllib.request.Request(os.environ['INGOT_API_URL'] + '/v3/apps?space_guids=' + os.environ['INGOT_SPACE_GUID'],\n\
+         \x20   headers={'Authorization': 'bearer ' + os.environ['INGOT_TOKEN']})\n\
+         apps = json.load(urllib.request.urlopen(r))['resources']\n\
+         print(os.environ['INGOT_ORG'], os.environ['INGOT_SPACE'], ' '.join(sorted(a['name'] for a in apps)))\n",
+    )
+    .expect("write plugin");
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .arg("list-apps")
+        .env("INGOT_CLI_HOME", &platform.cli_home)
+        .env("PATH", path)
+        .output()
+        .expect("run the plugin");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "plugin failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("main dev ") && stdout.contains("probe"),
+        "{stdout}"
+    );
+}
+
+/// `run-task`: one container from the app's droplet, its output tagged
+/// `APP/TASK/<name>`, its exit status as the failure reason.
+fn a_task_runs_once(platform: &Platform) {
+    platform.cli(&["run-task", "probe", "echo task-ran; exit 3", "--name", "t1"]);
+    let guid = platform.app_guid("probe");
+    let mut task = serde_json::Value::Null;
+    platform.wait_for("the task to finish", Duration::from_secs(60), || {
+        task = platform
+            .api("GET", &format!("/v3/apps/{guid}/tasks?names=t1"), None)
+            .1["resources"][0]
+            .clone();
+        task["state"] == "FAILED" || task["state"] == "SUCCEEDED"
+    });
+    assert_eq!(task["state"], "FAILED", "{task}");
+    assert_eq!(
+        task["result"]["failure_reason"], "Exited with status 3",
+        "{task}"
+    );
+    let mut logs = String::new();
+    platform.wait_for(
+        "the task's output in the logs",
+        Duration::from_secs(10),
+        || {
+            logs = platform.cli(&["logs", "probe", "--recent"]);
+            logs.contains("[APP/TASK/t1/0]") && logs.contains("task-ran")
+        },
+    );
+    let tasks = platform.cli(&["tasks", "probe"]);
+    assert!(tasks.contains("t1") && tasks.contains("FAILED"), "{tasks}");
 }
 
 fn slow_start_gets_no_traffic(platform: &Platform, work: &Path) {
