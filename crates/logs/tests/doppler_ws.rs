@@ -10,41 +10,15 @@ use futures::StreamExt;
 use ingot_logs::dropsonde::{self, EventType, MessageType};
 use ingot_logs::{
     doppler_router_with, ContainerMetrics, DopplerConfig, Envelope, Firehose, FirehoseConfig,
-    LogKind, LogSink, LogStore, ReadDenied, StreamAuthorizer,
+    LogKind, LogSink, LogStore,
 };
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
-/// `bearer firehose` has `doppler.firehose`; `bearer app-reader` may read
-/// source `app` only.
-struct TestAuthorizer;
-
-impl StreamAuthorizer for TestAuthorizer {
-    fn authorize_firehose(&self, authorization: Option<&str>) -> Result<(), ReadDenied> {
-        match authorization {
-            None => Err(ReadDenied::unauthenticated("no token")),
-            Some("bearer firehose") => Ok(()),
-            Some("bearer app-reader") => Err(ReadDenied::forbidden("doppler.firehose needed")),
-            Some(_) => Err(ReadDenied::unauthenticated("invalid token")),
-        }
-    }
-
-    fn authorize_source(
-        &self,
-        authorization: Option<&str>,
-        source_id: &str,
-    ) -> Result<(), ReadDenied> {
-        match authorization {
-            None => Err(ReadDenied::unauthenticated("no token")),
-            Some("bearer firehose") => Ok(()),
-            Some("bearer app-reader") if source_id == "app" => Ok(()),
-            Some("bearer app-reader") => Err(ReadDenied::forbidden("no role in the space")),
-            Some(_) => Err(ReadDenied::unauthenticated("invalid token")),
-        }
-    }
-}
+mod common;
+use common::TestAuthorizer;
 
 const WAIT: Duration = Duration::from_secs(10);
 

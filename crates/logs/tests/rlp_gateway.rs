@@ -10,38 +10,12 @@ use base64::Engine as _;
 use futures::{Stream, StreamExt};
 use ingot_logs::{
     rlp_gateway_router_with, Envelope, Firehose, FirehoseConfig, LogKind, LogSink, LogStore,
-    ReadDenied, RlpConfig, StreamAuthorizer,
+    RlpConfig,
 };
 use serde_json::Value;
 
-/// `bearer firehose` has `doppler.firehose`; `bearer app-reader` may read
-/// source `app` only.
-struct TestAuthorizer;
-
-impl StreamAuthorizer for TestAuthorizer {
-    fn authorize_firehose(&self, authorization: Option<&str>) -> Result<(), ReadDenied> {
-        match authorization {
-            None => Err(ReadDenied::unauthenticated("no token")),
-            Some("bearer firehose") => Ok(()),
-            Some("bearer app-reader") => Err(ReadDenied::forbidden("doppler.firehose needed")),
-            Some(_) => Err(ReadDenied::unauthenticated("invalid token")),
-        }
-    }
-
-    fn authorize_source(
-        &self,
-        authorization: Option<&str>,
-        source_id: &str,
-    ) -> Result<(), ReadDenied> {
-        match authorization {
-            None => Err(ReadDenied::unauthenticated("no token")),
-            Some("bearer firehose") => Ok(()),
-            Some("bearer app-reader") if source_id == "app" => Ok(()),
-            Some("bearer app-reader") => Err(ReadDenied::forbidden("no role in the space")),
-            Some(_) => Err(ReadDenied::unauthenticated("invalid token")),
-        }
-    }
-}
+mod common;
+use common::TestAuthorizer;
 
 const WAIT: Duration = Duration::from_secs(10);
 
