@@ -843,9 +843,23 @@ impl Cell {
             .droplet_layer(&lrp.droplet_guid, &lrp.droplet_key)
             .await?;
         let env = crate::env::instance_environment(&self.config, lrp, index, guid);
+        self.run_droplet(guid, layer, &lrp.command, env, lrp.memory_mb)
+            .await
+    }
+
+    /// Starts a container from an unpacked droplet that runs `command`
+    /// through the launcher as `vcap`: what app instances and tasks share.
+    pub(crate) async fn run_droplet(
+        &self,
+        id: &str,
+        layer: PathBuf,
+        command: &str,
+        env: Vec<(String, String)>,
+        memory_mb: u64,
+    ) -> Result<Container, SchedulerError> {
         let spec = ContainerSpec {
-            id: guid.to_string(),
-            hostname: guid.to_string(),
+            id: id.to_string(),
+            hostname: id.to_string(),
             stack: self.stack.clone(),
             layers: vec![layer],
             bind_mounts: vec![self.lifecycle_mount()],
@@ -855,21 +869,21 @@ impl Cell {
                     "lifecycle".to_string(),
                     "launcher".to_string(),
                     "--command".to_string(),
-                    lrp.command.clone(),
+                    command.to_string(),
                 ],
                 env,
                 cwd: "/home/vcap/app".to_string(),
                 uid: VCAP,
                 gid: VCAP,
             },
-            limits: limits_for(lrp.memory_mb),
+            limits: limits_for(memory_mb),
             network: true,
         };
         self.containers
             .create(spec)
             .await
             .map_err(|err| SchedulerError::Container {
-                id: guid.to_string(),
+                id: id.to_string(),
                 message: err.to_string(),
             })
     }

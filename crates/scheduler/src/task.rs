@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ingot_containers::{Container, ContainerSpec, ExitStatus, ProcessSpec};
+use ingot_containers::{Container, ExitStatus};
 use ingot_logs::{forward_lines, Envelope, LogKind};
 use tokio_util::sync::CancellationToken;
 
-use crate::cell::{limits_for, Cell, APP_PORT, VCAP};
+use crate::cell::{Cell, APP_PORT};
 use crate::{SchedulerConfig, SchedulerError, SchedulerEvent};
 
 /// CF's `failure_reason` of a cancelled task.
@@ -314,35 +314,14 @@ impl Cell {
         let layer = self
             .droplet_layer(&task.droplet_guid, &task.droplet_key)
             .await?;
-        let spec = ContainerSpec {
-            id: task.task_guid.clone(),
-            hostname: task.task_guid.clone(),
-            stack: self.stack.clone(),
-            layers: vec![layer],
-            bind_mounts: vec![self.lifecycle_mount()],
-            process: ProcessSpec {
-                args: vec![
-                    ingot_lifecycle::LIFECYCLE_PATH.to_string(),
-                    "lifecycle".to_string(),
-                    "launcher".to_string(),
-                    "--command".to_string(),
-                    task.command.clone(),
-                ],
-                env: task_environment(&self.config, task),
-                cwd: "/home/vcap/app".to_string(),
-                uid: VCAP,
-                gid: VCAP,
-            },
-            limits: limits_for(task.memory_mb),
-            network: true,
-        };
-        self.containers
-            .create(spec)
-            .await
-            .map_err(|err| SchedulerError::Container {
-                id: task.task_guid.clone(),
-                message: err.to_string(),
-            })
+        self.run_droplet(
+            &task.task_guid,
+            layer,
+            &task.command,
+            task_environment(&self.config, task),
+            task.memory_mb,
+        )
+        .await
     }
 }
 
