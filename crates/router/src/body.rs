@@ -3,7 +3,7 @@
 //! access log when the last byte has gone (or the client has gone).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -15,15 +15,27 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every response the proxy gives.
 pub(crate) type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
-/// Counts the data bytes that pass through into a shared counter.
+/// Counts the data bytes that pass through into a shared counter, and
+/// remembers whether the body failed (for a request: the client sent a
+/// malformed body, such as a bad chunk size).
 pub(crate) struct CountingBody<B> {
     inner: B,
     count: Arc<AtomicU64>,
+    failed: Arc<AtomicBool>,
 }
 
 impl<B> CountingBody<B> {
     pub(crate) fn new(inner: B, count: Arc<AtomicU64>) -> Self {
-        Self { inner, count }
+        Self {
+            inner,
+            count,
+            failed: Arc::default(),
+        }
+    }
+
+    /// Set once the inner body has yielded an error.
+    pub(crate) fn failed_flag(&self) -> Arc<AtomicBool> {
+        self.failed.clone()
     }
 }
 
@@ -46,7 +58,10 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(Some(Err(err))) => {
+                self.failed.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(err.into())))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -61,9 +76,10 @@ where
     }
 }
 
-/// Called once with the bytes sent when a response body ends or is dropped.
+/// Called once with the bytes sent when a response body ends or is
+/// dropped; `complete` says whether it was read to its end.
 pub(crate) trait OnDone: Send + Sync + 'static {
-    fn done(self: Box<Self>, bytes_out: u64);
+    fn done(self: Box<Self>, bytes_out: u64, complete: bool);
 }
 
 /// A response body that reports its size when it is finished.
@@ -82,9 +98,9 @@ impl LoggedBody {
         }
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self, complete: bool) {
         if let Some(on_done) = self.on_done.take() {
-            on_done.done(self.bytes);
+            on_done.done(self.bytes, complete);
         }
     }
 }
@@ -104,7 +120,8 @@ impl Body for LoggedBody {
                     self.bytes += data.len() as u64;
                 }
             }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),
+            Poll::Ready(None) => self.finish(true),
+            Poll::Ready(Some(Err(_))) => self.finish(false),
             Poll::Pending => {}
         }
         polled
@@ -123,6 +140,7 @@ impl Drop for LoggedBody {
     fn drop(&mut self) {
         // Bodies hyper never polls (HEAD, empty) and clients that hang up
         // still get their access line.
-        self.finish();
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
     }
 }

@@ -15,16 +15,31 @@
 //! last byte has gone.
 //! Sticky sessions (`JSESSIONID` + `__VCAP_ID__`) live in `sticky`.
 //!
+//! Limits and hostile input (`guard`, [`RouterConfig`]): request heads
+//! larger than `max_header_bytes` get `431`; smuggling patterns (bare LF,
+//! obs-fold, `Transfer-Encoding` with `Content-Length`, repeated
+//! `Content-Length`, codings other than `chunked`, bad chunk sizes) get
+//! `400` and a closed connection; heads trickled slower than
+//! `header_read_timeout` and keep-alive connections idle for
+//! `idle_timeout` are cut off; a backend instance takes at most
+//! `max_conns_per_backend` requests at once (then `503 Connection Limit
+//! Reached`, as gorouter).
+//!
+//! Raw TCP routes (a port per route) are served by [`TcpRouter`].
+//!
 //! HTTP/1.1 upgrades (WebSocket) are proxied: the `Upgrade` request goes to
 //! the app, and once it answers `101` the two connections are joined and
 //! bytes copied both ways until either side closes.
 
 mod access_log;
 mod body;
+mod guard;
 mod metrics;
+mod pool;
 mod proxy;
 mod sticky;
 mod table;
+mod tcp;
 mod tls;
 
 use std::future::Future;
@@ -41,6 +56,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 pub use table::{Endpoint, RouteTable};
+pub use tcp::{TcpRouter, TcpRouterConfig, TcpRouterError};
 pub use tls::{CertStore, Certificate, TlsError};
 
 /// Timeouts and retry limits; [`Default`] is gorouter's behaviour.
@@ -57,8 +73,26 @@ pub struct RouterConfig {
     pub response_timeout: Duration,
     /// After shutdown, how long in-flight requests may take to finish.
     pub drain_timeout: Duration,
-    /// How long a client may take to send a request head.
+    /// How long a client may take to send a request head, from its first
+    /// byte (and the first request, from the connection's start); a client
+    /// that trickles its head (slowloris) is cut off.
     pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// The largest request head accepted (request line and headers);
+    /// larger ones get `431`. At least 8 KiB.
+    pub max_header_bytes: usize,
+    /// Requests in flight to one backend instance at most; more get `503`
+    /// with `X-Cf-Routererror: Connection Limit Reached` (0: no limit).
+    pub max_conns_per_backend: usize,
+    /// Distinct route labels in the per-route request counter; requests to
+    /// routes beyond the first this many are counted as `other`.
+    pub max_route_labels: usize,
+    /// Idle keep-alive connections kept per backend address for reuse
+    /// (0: a new connection per request).
+    pub max_idle_backend_conns: usize,
+    /// How long an idle backend connection is kept for reuse.
+    pub backend_idle_timeout: Duration,
 }
 
 impl Default for RouterConfig {
@@ -70,6 +104,15 @@ impl Default for RouterConfig {
             response_timeout: Duration::from_secs(900),
             drain_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            max_header_bytes: 64 * 1024,
+            // gorouter's `backends.max_conns` default.
+            max_conns_per_backend: 500,
+            max_route_labels: 100,
+            max_idle_backend_conns: 100,
+            // A connection the app closes sooner is noticed and replaced
+            // without resending anything.
+            backend_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -103,12 +146,14 @@ impl Router {
 
     /// Replaces the timeouts and retry limits.
     pub fn with_config(mut self, config: RouterConfig) -> Self {
+        self.metrics.set_route_label_limit(config.max_route_labels);
         self.config = config;
         self
     }
 
     /// Registers the router's metrics: `router_requests` by status class,
-    /// `router_retries`, `router_backend_errors`, `router_routes`,
+    /// `router_route_requests` by route (bounded, then `other`),
+    /// `router_retries`, `router_backend_errors` by kind, `router_routes`,
     /// `router_request_duration_seconds`.
     pub fn register_metrics(&self, registry: &mut Registry) {
         self.metrics.register(registry, &self.table);
@@ -154,20 +199,37 @@ impl Router {
         // arrive within the header timeout.
         let handshake_timeout = self.config.header_read_timeout;
         let request_timeout = self.config.header_read_timeout;
+        let guard_limits = guard::GuardLimits {
+            header_read_timeout: self.config.header_read_timeout,
+            max_header_bytes: self.config.max_header_bytes,
+        };
+        let max_header_bytes = self.config.max_header_bytes.max(8192);
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        // hyper's header timer runs from the moment it waits for a head, so
+        // it bounds the idle time between keep-alive requests; the guard
+        // bounds the head itself from its first byte.
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.config.header_read_timeout)
+            .header_read_timeout(self.config.idle_timeout)
+            .max_buf_size(max_header_bytes)
             .keep_alive(true);
-        builder.http2().timer(TokioTimer::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
         let builder = Arc::new(builder);
         let (closed_tx, closed) = tokio::sync::watch::channel(());
+        let pool = pool::Pool::new(
+            self.config.max_idle_backend_conns,
+            self.config.backend_idle_timeout,
+        );
         let shared = Arc::new(proxy::Shared {
             table: self.table,
             logs: self.logs,
             config: self.config,
             metrics: self.metrics,
+            pool,
             closed,
         });
         let graceful = GracefulShutdown::new();
@@ -200,8 +262,8 @@ impl Router {
             match &tls {
                 None => {
                     tokio::spawn(async move {
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let io = guard::Guarded::new(TokioIo::new(stream), guard_limits);
+                        let connection = builder.serve_connection_with_upgrades(io, service);
                         let connection = watcher.watch(connection);
                         serve_connection(connection, &first_request, request_timeout, client_addr)
                             .await;
@@ -226,8 +288,8 @@ impl Router {
                                     return;
                                 }
                             };
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let io = guard::Guarded::new(TokioIo::new(stream), guard_limits);
+                        let connection = builder.serve_connection_with_upgrades(io, service);
                         let connection = watcher.watch(connection);
                         serve_connection(connection, &first_request, request_timeout, client_addr)
                             .await;

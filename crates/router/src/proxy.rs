@@ -23,7 +23,8 @@ use tokio::sync::watch;
 use crate::access_log::AccessRecord;
 use crate::body::{BoxError, CountingBody, LoggedBody, OnDone, ProxyBody};
 use crate::metrics::Metrics;
-use crate::table::{Endpoint, Lookup, RouteTable};
+use crate::pool::{Pool, Sender};
+use crate::table::{ConnSlot, Endpoint, Lookup, Pick, RouteTable};
 use crate::RouterConfig;
 
 /// State every request handler shares.
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub logs: Arc<dyn LogSink>,
     pub config: RouterConfig,
     pub metrics: Metrics,
+    /// Idle keep-alive connections to backends.
+    pub pool: Pool,
     /// Changes once the router has stopped and drained: upgraded
     /// connections (which outlive their request) close then.
     pub closed: watch::Receiver<()>,
@@ -100,17 +103,37 @@ struct AccessDone {
     /// Time spent in the router before and after the backend; `None` when
     /// no backend answered (all of it was the router's).
     gorouter_time: Option<Duration>,
+    /// The route the request matched, for the per-route counter.
+    route: Option<String>,
+    /// The backend connection's claim, held until the response is done.
+    _slot: Option<ConnSlot>,
+    /// The backend connection, back to the pool once the response body
+    /// has been read to its end.
+    reuse: Option<(SocketAddr, std::sync::Mutex<Sender>)>,
 }
 
 impl OnDone for AccessDone {
-    fn done(self: Box<Self>, bytes_out: u64) {
+    fn done(self: Box<Self>, bytes_out: u64, complete: bool) {
         let AccessDone {
             shared,
             mut record,
             bytes_in,
             started,
             gorouter_time,
+            route,
+            _slot,
+            reuse,
         } = *self;
+        drop(_slot);
+        if let (true, Some((addr, sender))) = (complete, reuse) {
+            let sender = sender
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            shared.pool.put(addr, sender);
+        }
+        if let Some(route) = &route {
+            shared.metrics.route_request(route);
+        }
         let elapsed = started.elapsed();
         record.bytes_in = bytes_in.load(Ordering::Relaxed);
         record.bytes_out = bytes_out;
@@ -137,6 +160,11 @@ struct Ctx {
     record: AccessRecord,
     bytes_in: Arc<AtomicU64>,
     started: Instant,
+    route: Option<String>,
+    slot: Option<ConnSlot>,
+    reuse: Option<(SocketAddr, Sender)>,
+    /// The client speaks HTTP/1.x.
+    http1: bool,
 }
 
 impl Ctx {
@@ -165,6 +193,11 @@ impl Ctx {
             bytes_in: self.bytes_in,
             started: self.started,
             gorouter_time,
+            route: self.route,
+            _slot: self.slot,
+            reuse: self
+                .reuse
+                .map(|(addr, sender)| (addr, std::sync::Mutex::new(sender))),
         });
         response.map(|body| LoggedBody::new(body, done).boxed())
     }
@@ -181,12 +214,42 @@ impl Ctx {
         *response.status_mut() = status;
         let headers = response.headers_mut();
         set_header(headers, X_CF_ROUTER_ERROR, router_error);
+        if status == StatusCode::BAD_REQUEST && self.http1 {
+            // After a malformed request the connection's framing cannot be
+            // trusted: close it. (HTTP/2 frames each request; it has no
+            // `Connection` header.)
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         self.respond(response, None)
     }
+}
+
+/// A random (version 4) UUID for `X-Vcap-Request-Id`. Request ids need to
+/// be unique, not secret: they come from SipHash with the process's random
+/// keys over a per-thread counter, which spares every request the
+/// `getrandom` system call `Uuid::new_v4` makes.
+fn request_uuid() -> uuid::Uuid {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static STATE: (std::collections::hash_map::RandomState, Cell<u64>) =
+            (std::collections::hash_map::RandomState::new(), Cell::new(0));
+    }
+    STATE.with(|(keys, counter)| {
+        let mut bytes = [0u8; 16];
+        for half in bytes.chunks_mut(8) {
+            let n = counter.get().wrapping_add(1);
+            counter.set(n);
+            let mut hasher = keys.build_hasher();
+            hasher.write_u64(n);
+            half.copy_from_slice(&hasher.finish().to_le_bytes());
+        }
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    })
 }
 
 /// Parses `X-CF-App-Instance: <app guid>:<index>`.
@@ -239,8 +302,11 @@ fn tunnel(
     backend: OnUpgrade,
     backend_addr: SocketAddr,
     mut closed: watch::Receiver<()>,
+    slot: Option<ConnSlot>,
 ) {
     tokio::spawn(async move {
+        // The backend connection counts against its limit while it is open.
+        let _slot = slot;
         let (client, backend) = match tokio::try_join!(client, backend) {
             Ok(both) => both,
             Err(err) => {
@@ -288,7 +354,7 @@ pub(crate) async fn handle(
         .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
     let request_id = header_str(&parts.headers, X_VCAP_REQUEST_ID)
         .filter(|id| !id.trim().is_empty())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(|| request_uuid().to_string());
 
     // Forwarding headers, as gorouter adds them.
     let client_ip = client_addr.ip().to_string();
@@ -331,6 +397,10 @@ pub(crate) async fn handle(
         shared: shared.clone(),
         bytes_in: Arc::new(AtomicU64::new(0)),
         started,
+        route: None,
+        slot: None,
+        reuse: None,
+        http1: parts.version < Version::HTTP_2,
     };
 
     if host.trim().is_empty() {
@@ -363,6 +433,7 @@ pub(crate) async fn handle(
         }
         Lookup::Route { key, .. } => key,
     };
+    ctx.route = Some(key.clone());
 
     let app_instance = match header_str(&parts.headers, X_CF_APP_INSTANCE) {
         None => None,
@@ -387,7 +458,7 @@ pub(crate) async fn handle(
         None => crate::sticky::requested_instance(&parts.headers),
     };
 
-    let (connected, tried_any) = connect(
+    let (connected, outcome) = connect(
         &shared,
         &key,
         app_instance.as_ref(),
@@ -395,8 +466,18 @@ pub(crate) async fn handle(
         &mut ctx,
     )
     .await;
-    let Some((endpoint, stream)) = connected else {
-        if !tried_any {
+    let Some((endpoint, conn, slot)) = connected else {
+        if outcome == ConnectOutcome::Overloaded {
+            shared.metrics.backend_error("connection_limit");
+            return Ok(ctx.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Connection Limit Reached",
+                format!(
+                    "503 Service Unavailable: Requested route ('{route_host}') has reached the connection limit."
+                ),
+            ));
+        }
+        if outcome == ConnectOutcome::NothingTried {
             // Every endpoint went away between the lookup and now.
             return Ok(ctx.error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -435,13 +516,15 @@ pub(crate) async fn handle(
         .parse::<Uri>()
         .unwrap_or_else(|_| Uri::from_static("/"));
     let body = CountingBody::new(body, ctx.bytes_in.clone());
+    let client_body_failed = body.failed_flag();
     let backend_request = Request::from_parts(parts, body);
 
+    let mut slot = Some(slot);
     let backend_start = Instant::now();
-    let result = send(stream, backend_request, shared.config.response_timeout).await;
+    let result = send(conn, backend_request, endpoint.addr, &shared.config).await;
     let headers_at = Instant::now();
     match result {
-        Ok(mut response) => {
+        Ok((mut response, sender)) => {
             let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
             let upgraded = match client_upgrade {
                 Some(client) if switching => {
@@ -450,6 +533,7 @@ pub(crate) async fn handle(
                         hyper::upgrade::on(&mut response),
                         endpoint.addr,
                         shared.closed.clone(),
+                        slot.take(),
                     );
                     response.headers().get(header::UPGRADE).cloned()
                 }
@@ -472,13 +556,40 @@ pub(crate) async fn handle(
                     parts.headers.append(header::SET_COOKIE, cookie);
                 }
             }
+            ctx.slot = slot.take();
+            if !switching && upgrade.is_none() {
+                ctx.reuse = Some((endpoint.addr, sender));
+            }
             let body: ProxyBody = body.map_err(BoxError::from).boxed();
             let router_time = backend_start.duration_since(started) + headers_at.elapsed();
             Ok(ctx.respond(Response::from_parts(parts, body), Some(router_time)))
         }
-        Err(err) => {
+        Err(_) if client_body_failed.load(Ordering::Relaxed) => {
+            // The client's body was malformed (a bad chunk size): the client's
+            // fault, not the backend's.
+            drop(slot);
+            Ok(ctx.error(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                "400 Bad Request: Malformed request body".to_owned(),
+            ))
+        }
+        Err(SendError::Timeout(timeout)) => {
+            // gorouter answers a backend that does not respond within its
+            // endpoint timeout with 502 `endpoint_failure`.
+            tracing::info!(addr = %endpoint.addr, instance = %endpoint.instance_guid, ?timeout, "backend did not answer in time");
+            drop(slot);
+            shared.metrics.backend_error("timeout");
+            Ok(ctx.error(
+                StatusCode::BAD_GATEWAY,
+                "endpoint_failure",
+                "502 Bad Gateway: Registered endpoint failed to handle the request.".to_owned(),
+            ))
+        }
+        Err(SendError::Failed(err)) => {
             // Part of the request may have reached the backend: never retried.
             tracing::info!(addr = %endpoint.addr, instance = %endpoint.instance_guid, %err, "backend failed mid-request");
+            drop(slot);
             shared.metrics.backend_error("endpoint_failure");
             Ok(ctx.error(
                 StatusCode::BAD_GATEWAY,
@@ -489,38 +600,82 @@ pub(crate) async fn handle(
     }
 }
 
+/// Why [`connect`] found no connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectOutcome {
+    /// Connected (or not asked).
+    Connected,
+    /// No endpoint was there to try.
+    NothingTried,
+    /// Every endpoint tried failed to accept a connection.
+    Failed,
+    /// The endpoints left were all at their connection limit.
+    Overloaded,
+}
+
 /// Picks endpoints and connects, moving to another endpoint only while no
 /// connection could be made (nothing of the request has left the router):
 /// at most `max_attempts`, the pinned instance (`X-CF-App-Instance`) only,
-/// or the sticky instance first. Also says whether any endpoint was tried.
+/// or the sticky instance first. Instances at their connection limit are
+/// passed over.
 async fn connect(
     shared: &Shared,
     key: &str,
     pinned: Option<&Endpoint>,
     sticky: Option<&str>,
     ctx: &mut Ctx,
-) -> (Option<(Endpoint, TcpStream)>, bool) {
+) -> (Option<(Endpoint, BackendConn, ConnSlot)>, ConnectOutcome) {
     let max_attempts = shared.config.max_attempts.max(1);
     let ttl = shared.config.failed_endpoint_ttl;
+    let max_conns = shared.config.max_conns_per_backend;
     let mut tried: Vec<String> = Vec::new();
+    let mut outcome = ConnectOutcome::NothingTried;
     while tried.len() < max_attempts {
-        let endpoint = match (pinned, sticky) {
-            (Some(pinned), _) if tried.is_empty() => Some(pinned.clone()),
-            (Some(_), _) => None,
-            (None, Some(guid)) if tried.is_empty() => shared
-                .table
-                .sticky_endpoint(key, guid, ttl)
-                .or_else(|| shared.table.next_endpoint(key, &tried, ttl)),
-            (None, _) => shared.table.next_endpoint(key, &tried, ttl),
+        let picked = match (pinned, sticky) {
+            (Some(pinned), _) if tried.is_empty() => {
+                match shared.table.claim(&pinned.instance_guid, max_conns) {
+                    Some(slot) => Pick::Endpoint(pinned.clone(), slot),
+                    None => Pick::Overloaded,
+                }
+            }
+            (Some(_), _) => Pick::Exhausted,
+            (None, Some(guid)) if tried.is_empty() => {
+                let sticky = shared.table.sticky_endpoint(key, guid, ttl).and_then(|e| {
+                    let slot = shared.table.claim(&e.instance_guid, max_conns)?;
+                    Some((e, slot))
+                });
+                match sticky {
+                    Some((endpoint, slot)) => Pick::Endpoint(endpoint, slot),
+                    None => shared.table.pick(key, &tried, ttl, max_conns),
+                }
+            }
+            (None, _) => shared.table.pick(key, &tried, ttl, max_conns),
         };
-        let Some(endpoint) = endpoint else { break };
+        let (endpoint, slot) = match picked {
+            Pick::Endpoint(endpoint, slot) => (endpoint, slot),
+            Pick::Overloaded => {
+                if tried.is_empty() {
+                    outcome = ConnectOutcome::Overloaded;
+                }
+                break;
+            }
+            Pick::Exhausted => break,
+        };
         if !tried.is_empty() {
             shared.metrics.retried();
         }
         tried.push(endpoint.instance_guid.clone());
         ctx.set_endpoint(&endpoint);
+        if let Some(sender) = shared.pool.take(endpoint.addr) {
+            let conn = BackendConn::Pooled(sender);
+            return (Some((endpoint, conn, slot)), ConnectOutcome::Connected);
+        }
+        outcome = ConnectOutcome::Failed;
         match dial(endpoint.addr, shared.config.dial_timeout).await {
-            Ok(stream) => return (Some((endpoint, stream)), true),
+            Ok(stream) => {
+                let conn = BackendConn::Fresh(stream);
+                return (Some((endpoint, conn, slot)), ConnectOutcome::Connected);
+            }
             Err(err) => {
                 tracing::info!(addr = %endpoint.addr, instance = %endpoint.instance_guid, %err, "backend connection failed");
                 shared.metrics.backend_error("dial");
@@ -528,7 +683,7 @@ async fn connect(
             }
         }
     }
-    (None, !tried.is_empty())
+    (None, outcome)
 }
 
 /// Request facts that go to the backend as headers.
@@ -566,30 +721,92 @@ fn set_header_value(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
-/// Sends one request on a fresh HTTP/1.1 connection and waits for the
-/// response head; the body streams afterwards.
+/// A connection to a backend, ready for a request.
+pub(crate) enum BackendConn {
+    /// An idle keep-alive connection from the pool.
+    Pooled(Sender),
+    /// A connection just made.
+    Fresh(TcpStream),
+}
+
+/// Sends one request to the backend and waits for the response head (the
+/// body streams afterwards); also gives back the connection for reuse. A
+/// pooled connection that closed before anything of the request was
+/// written is replaced by a fresh one.
 async fn send(
+    conn: BackendConn,
+    request: Request<CountingBody<Incoming>>,
+    addr: SocketAddr,
+    config: &RouterConfig,
+) -> Result<(Response<Incoming>, Sender), SendError> {
+    let timeout = config.response_timeout;
+    let exchange = async {
+        let request = match conn {
+            BackendConn::Fresh(stream) => return send_fresh(stream, request).await,
+            BackendConn::Pooled(mut sender) => {
+                if sender.ready().await.is_ok() {
+                    match sender.try_send_request(request).await {
+                        Ok(response) => return Ok((response, sender)),
+                        Err(mut err) => match err.take_message() {
+                            Some(unsent) => unsent,
+                            None => return Err(SendError::Failed(err.into_error().into())),
+                        },
+                    }
+                } else {
+                    // Closed while idle: nothing was sent.
+                    request
+                }
+            }
+        };
+        let stream = dial(addr, config.dial_timeout)
+            .await
+            .map_err(|err| SendError::Failed(err.into()))?;
+        send_fresh(stream, request).await
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(SendError::Timeout(timeout)),
+    }
+}
+
+async fn send_fresh(
     stream: TcpStream,
     request: Request<CountingBody<Incoming>>,
-    timeout: Duration,
-) -> Result<Response<Incoming>, BoxError> {
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+) -> Result<(Response<Incoming>, Sender), SendError> {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|err| SendError::Failed(err.into()))?;
     tokio::spawn(async move {
         // With upgrades, a `101` hands the connection to the tunnel.
         if let Err(err) = connection.with_upgrades().await {
             tracing::debug!(%err, "backend connection ended with an error");
         }
     });
-    match tokio::time::timeout(timeout, sender.send_request(request)).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(format!("no response within {timeout:?}").into()),
-    }
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|err| SendError::Failed(err.into()))?;
+    Ok((response, sender))
+}
+
+/// How sending a request to a backend failed.
+enum SendError {
+    /// No response head within the response timeout.
+    Timeout(Duration),
+    /// The connection failed or the response was malformed.
+    Failed(BoxError),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_distinct_version_4_uuids() {
+        let ids: std::collections::HashSet<_> = (0..1000).map(|_| request_uuid()).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|id| id.get_version_num() == 4));
+    }
 
     #[test]
     fn app_instance_header_parses_guid_and_index() {

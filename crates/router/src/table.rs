@@ -43,6 +43,42 @@ struct Inner {
     hosts: HashMap<String, Vec<(String, Pool)>>,
     /// instance guid → when connecting to it last failed.
     failed: HashMap<String, Instant>,
+    /// instance guid → requests in flight to it (absent: none).
+    in_flight: HashMap<String, usize>,
+}
+
+/// One request's claim on a backend instance's connection allowance,
+/// given back when dropped.
+pub(crate) struct ConnSlot {
+    table: RouteTable,
+    instance_guid: String,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut inner = self.table.lock();
+        if let Some(count) = inner.in_flight.get_mut(&self.instance_guid) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                inner.in_flight.remove(&self.instance_guid);
+            }
+        }
+    }
+}
+
+/// What choosing an endpoint for a request found.
+pub(crate) enum Pick {
+    /// This endpoint, with its connection claimed.
+    Endpoint(Endpoint, ConnSlot),
+    /// Untried endpoints exist, but every one is at its connection limit.
+    Overloaded,
+    /// No untried endpoint is left.
+    Exhausted,
+}
+
+/// Whether an instance is below `max` requests in flight (0: no limit).
+fn has_room(in_flight: &HashMap<String, usize>, guid: &str, max: usize) -> bool {
+    max == 0 || in_flight.get(guid).copied().unwrap_or(0) < max
 }
 
 /// The routes the router serves; cheap to clone, all clones share one table.
@@ -260,55 +296,109 @@ impl RouteTable {
     fn with_pool<T>(
         &self,
         key: &str,
-        f: impl FnOnce(&mut Pool, &HashMap<String, Instant>) -> T,
+        f: impl FnOnce(&mut Pool, &HashMap<String, Instant>, &mut HashMap<String, usize>) -> T,
     ) -> Option<T> {
         let (host, path) = key.split_at(key.find('/').unwrap_or(key.len()));
         let mut inner = self.lock();
-        let Inner { hosts, failed } = &mut *inner;
+        let Inner {
+            hosts,
+            failed,
+            in_flight,
+        } = &mut *inner;
         hosts
             .get_mut(host)?
             .iter_mut()
             .find(|(p, _)| p == path)
-            .map(|(_, pool)| f(pool, failed))
+            .map(|(_, pool)| f(pool, failed, in_flight))
+    }
+
+    fn slot(&self, instance_guid: &str) -> ConnSlot {
+        ConnSlot {
+            table: self.clone(),
+            instance_guid: instance_guid.to_owned(),
+        }
+    }
+
+    /// Claims a connection to `instance_guid` unless it already has `max`
+    /// requests in flight (0: no limit).
+    pub(crate) fn claim(&self, instance_guid: &str, max: usize) -> Option<ConnSlot> {
+        {
+            let mut inner = self.lock();
+            if !has_room(&inner.in_flight, instance_guid, max) {
+                return None;
+            }
+            *inner.in_flight.entry(instance_guid.to_owned()).or_default() += 1;
+        }
+        Some(self.slot(instance_guid))
     }
 
     /// The next endpoint of route `key`, round robin, that this request has
-    /// not tried yet; endpoints that failed within `failed_ttl` are skipped
-    /// unless nothing else is left.
-    pub(crate) fn next_endpoint(
+    /// not tried yet and that is below `max_conns` requests in flight, with
+    /// its connection claimed; endpoints that failed within `failed_ttl`
+    /// are skipped unless nothing else is left.
+    pub(crate) fn pick(
         &self,
         key: &str,
         tried: &[String],
         failed_ttl: Duration,
-    ) -> Option<Endpoint> {
+        max_conns: usize,
+    ) -> Pick {
         let now = Instant::now();
-        self.with_pool(key, |pool, failed| {
+        let chosen = self.with_pool(key, |pool, failed, in_flight| {
             let n = pool.endpoints.len();
             if n == 0 {
-                return None;
+                return Err(false);
             }
             let start = pool.next % n;
-            let candidates = (0..n)
+            let untried: Vec<usize> = (0..n)
                 .map(|i| (start + i) % n)
-                .filter(|&i| !tried.contains(&pool.endpoints[i].instance_guid));
-            let healthy = |i: &usize| {
+                .filter(|&i| !tried.contains(&pool.endpoints[i].instance_guid))
+                .collect();
+            if untried.is_empty() {
+                return Err(false);
+            }
+            let with_room: Vec<usize> = untried
+                .into_iter()
+                .filter(|&i| has_room(in_flight, &pool.endpoints[i].instance_guid, max_conns))
+                .collect();
+            let healthy = |i: &&usize| {
                 failed
-                    .get(&pool.endpoints[*i].instance_guid)
+                    .get(&pool.endpoints[**i].instance_guid)
                     .is_none_or(|at| now.duration_since(*at) >= failed_ttl)
             };
-            let chosen = candidates
-                .clone()
+            let chosen = *with_room
+                .iter()
                 .find(healthy)
-                .or_else(|| candidates.clone().next())?;
+                .or_else(|| with_room.first())
+                .ok_or(true)?;
             pool.next = chosen + 1;
-            Some(pool.endpoints[chosen].clone())
-        })
-        .flatten()
+            let endpoint = pool.endpoints[chosen].clone();
+            *in_flight.entry(endpoint.instance_guid.clone()).or_default() += 1;
+            Ok(endpoint)
+        });
+        match chosen {
+            Some(Ok(endpoint)) => {
+                let slot = self.slot(&endpoint.instance_guid);
+                Pick::Endpoint(endpoint, slot)
+            }
+            Some(Err(true)) => Pick::Overloaded,
+            Some(Err(false)) | None => Pick::Exhausted,
+        }
+    }
+
+    /// Like [`Self::pick`] without a connection limit, giving the slot back
+    /// at once.
+    #[cfg(test)]
+    fn next_endpoint(&self, key: &str, tried: &[String], failed_ttl: Duration) -> Option<Endpoint> {
+        match self.pick(key, tried, failed_ttl, 0) {
+            Pick::Endpoint(endpoint, _) => Some(endpoint),
+            Pick::Overloaded | Pick::Exhausted => None,
+        }
     }
 
     /// The instance of route `key` with this app guid and index.
     pub(crate) fn find_instance(&self, key: &str, app_guid: &str, index: u32) -> Option<Endpoint> {
-        self.with_pool(key, |pool, _| {
+        self.with_pool(key, |pool, _, _| {
             pool.endpoints
                 .iter()
                 .find(|e| e.app_guid == app_guid && e.index == index)
@@ -326,7 +416,7 @@ impl RouteTable {
         failed_ttl: Duration,
     ) -> Option<Endpoint> {
         let now = Instant::now();
-        self.with_pool(key, |pool, failed| {
+        self.with_pool(key, |pool, failed, _| {
             let recently_failed = failed
                 .get(instance_guid)
                 .is_some_and(|at| now.duration_since(*at) < failed_ttl);
@@ -423,6 +513,31 @@ mod tests {
             t.next_endpoint("h", &["a".into(), "b".into(), "c".into()], ttl),
             None
         );
+    }
+
+    #[test]
+    fn instances_at_their_connection_limit_are_passed_over() {
+        let t = RouteTable::new();
+        t.register("h", ep("a", 1));
+        t.register("h", ep("b", 2));
+        let ttl = Duration::from_secs(30);
+        let Pick::Endpoint(first, slot_a) = t.pick("h", &[], ttl, 1) else {
+            panic!("a free endpoint exists");
+        };
+        let Pick::Endpoint(second, slot_b) = t.pick("h", &[], ttl, 1) else {
+            panic!("a free endpoint exists");
+        };
+        assert_ne!(first.instance_guid, second.instance_guid);
+        assert!(matches!(t.pick("h", &[], ttl, 1), Pick::Overloaded));
+        assert!(t.claim("a", 1).is_none());
+        drop(slot_a);
+        assert!(matches!(t.pick("h", &[], ttl, 1), Pick::Endpoint(e, _) if e == first));
+        drop(slot_b);
+        assert!(t.claim("b", 1).is_some());
+        assert!(matches!(
+            t.pick("h", &["a".into(), "b".into()], ttl, 1),
+            Pick::Exhausted
+        ));
     }
 
     #[test]
