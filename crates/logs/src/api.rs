@@ -156,8 +156,18 @@ async fn read(
 
 async fn meta(
     State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Json<MetaResponse>, ApiError> {
+    // `local_only` asks one node of a cluster for its own sources; Ingot's
+    // store is a single node, so every answer is local. Still validated.
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|err| ApiError::bad_request(format!("malformed query string: {err}")))?;
+    for (name, value) in &pairs {
+        if name == "local_only" || name == "localOnly" {
+            parse_bool(name, value)?;
+        }
+    }
     let auth = authorization(&headers);
     if auth.is_none() {
         return Err(ReadDenied::unauthenticated("missing Authorization header").into());
@@ -191,6 +201,22 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
         _ => Err(ApiError::bad_request(format!(
             "{name} must be true or false, got {value:?}"
         ))),
+    }
+}
+
+/// One `envelope_types` value: a name, or its number in log-cache's
+/// `EnvelopeType` enum (grpc-gateway accepts either; 0 is `ANY`).
+fn parse_envelope_type(
+    value: &str,
+) -> Result<Option<EnvelopeType>, crate::envelope::UnknownEnvelopeType> {
+    match value.trim() {
+        "0" => Ok(None),
+        "1" => Ok(Some(EnvelopeType::Log)),
+        "2" => Ok(Some(EnvelopeType::Counter)),
+        "3" => Ok(Some(EnvelopeType::Gauge)),
+        "4" => Ok(Some(EnvelopeType::Timer)),
+        "5" => Ok(Some(EnvelopeType::Event)),
+        other => EnvelopeType::parse(other),
     }
 }
 
@@ -229,7 +255,7 @@ fn parse_read_query(raw: &str) -> Result<ReadQuery, ApiError> {
             "descending" => query.descending = parse_bool(name, value)?,
             "envelope_types" | "envelopeTypes" | "envelope_type" | "envelopeType" => {
                 for part in value.split(',').filter(|p| !p.trim().is_empty()) {
-                    match EnvelopeType::parse(part) {
+                    match parse_envelope_type(part) {
                         Ok(Some(t)) => {
                             if !query.envelope_types.contains(&t) {
                                 query.envelope_types.push(t);

@@ -224,12 +224,12 @@ async fn pump(socket: WebSocket, subscription: Subscription, config: DopplerConf
                 let sent = match batch {
                     Err(_idle) => tx.send(WsMessage::Ping(Bytes::new())).await,
                     Ok(Ok(envelopes)) => {
-                        let mut frames = futures::stream::iter(
-                            envelopes
-                                .iter()
-                                .flat_map(dropsonde::to_v1)
-                                .map(|e| Ok(WsMessage::Binary(Bytes::from(e.encode_to_vec())))),
-                        );
+                        let frames: Vec<_> = envelopes
+                            .iter()
+                            .flat_map(|e| dropsonde::to_v1(e))
+                            .map(|e| Ok(WsMessage::Binary(Bytes::from(e.encode_to_vec()))))
+                            .collect();
+                        let mut frames = futures::stream::iter(frames);
                         tx.send_all(&mut frames).await
                     }
                     Ok(Err(reason)) => {

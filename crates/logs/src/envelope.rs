@@ -16,9 +16,108 @@ pub struct Envelope {
     /// Which instance of the source: an app instance's index ("0", "1", …).
     pub instance_id: String,
     /// Key/value tags; `source_type` (`APP/PROC/WEB`, `STG`, `RTR`, …) for logs.
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     /// What the envelope carries.
     pub message: Message,
+}
+
+/// An envelope's tags: a small map kept as a sorted vector. Envelopes
+/// carry one to a few tags, and log-cache keeps 100 000 envelopes per
+/// source: a `BTreeMap` would allocate a node for eleven entries (over
+/// 500 bytes) for the one `source_type` tag of every line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tags(Vec<(String, String)>);
+
+impl Tags {
+    /// No tags.
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.position(key).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Whether `key` is set.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_ok()
+    }
+
+    /// Sets `key` to `value`; returns the value it replaced.
+    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
+        match self.position(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.position(key).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// The tags, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// How many tags.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Removes every tag.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl FromIterator<(String, String)> for Tags {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        let mut tags = Self::new();
+        for (k, v) in iter {
+            tags.insert(k, v);
+        }
+        tags
+    }
+}
+
+impl<'a> IntoIterator for &'a Tags {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, String)>,
+        fn(&'a (String, String)) -> (&'a String, &'a String),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl From<BTreeMap<String, String>> for Tags {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        // A BTreeMap iterates in key order: already sorted.
+        Self(map.into_iter().collect())
+    }
+}
+
+impl From<&Tags> for BTreeMap<String, String> {
+    fn from(tags: &Tags) -> Self {
+        tags.0.iter().cloned().collect()
+    }
 }
 
 /// The payload of an [`Envelope`].
@@ -174,8 +273,7 @@ impl Envelope {
         payload: impl Into<Vec<u8>>,
         kind: LogKind,
     ) -> Self {
-        let mut tags = BTreeMap::new();
-        tags.insert("source_type".to_owned(), source_type.to_owned());
+        let tags = Tags(vec![("source_type".to_owned(), source_type.to_owned())]);
         Self {
             timestamp: now_nanos(),
             source_id: source_id.to_owned(),
@@ -199,7 +297,7 @@ impl Envelope {
             timestamp: now_nanos(),
             source_id: source_id.to_owned(),
             instance_id: instance_id.to_owned(),
-            tags: BTreeMap::new(),
+            tags: Tags::new(),
             message: Message::Gauge {
                 metrics: metrics.into_iter().map(|(k, v)| (k.into(), v)).collect(),
             },
@@ -292,6 +390,26 @@ mod tests {
                 ("memory_quota", "bytes", 4096.0),
             ]
         );
+    }
+
+    #[test]
+    fn tags_stay_sorted_and_replace_by_key() {
+        let mut tags = Tags::new();
+        assert_eq!(tags.insert("b".into(), "1".into()), None);
+        assert_eq!(tags.insert("a".into(), "2".into()), None);
+        assert_eq!(tags.insert("b".into(), "3".into()), Some("1".into()));
+        let all: Vec<(&String, &String)> = tags.iter().collect();
+        assert_eq!(
+            all,
+            [
+                (&"a".to_owned(), &"2".to_owned()),
+                (&"b".to_owned(), &"3".to_owned())
+            ]
+        );
+        assert_eq!(tags.get("b").map(String::as_str), Some("3"));
+        assert!(!tags.contains_key("c"));
+        assert_eq!(tags.remove("a"), Some("2".into()));
+        assert_eq!(tags.len(), 1);
     }
 
     #[test]

@@ -104,12 +104,15 @@ enum GroupKey {
 }
 
 struct Queue {
-    envelopes: VecDeque<Envelope>,
+    /// Shared between the subscribers it went to: publishing copies an
+    /// envelope once, not once per subscriber.
+    envelopes: VecDeque<Arc<Envelope>>,
     /// Dropped since the last notice.
     pending_dropped: u64,
     /// Dropped since the subscription began.
     total_dropped: u64,
-    last_progress: Instant,
+    /// When the subscriber last took from its queue ([`coarse_now`]).
+    last_progress: Duration,
     closed: Option<Disconnected>,
 }
 
@@ -119,6 +122,30 @@ struct Slot {
     queue: Mutex<Queue>,
     notify: Notify,
 }
+
+/// The monotonic clock at the kernel tick's resolution (a few ms), read on
+/// every envelope a full buffer drops: unlike a precise clock read it costs
+/// next to nothing, which keeps a slow subscriber from slowing the
+/// publisher, and a few ms are nothing against a stall timeout of seconds.
+fn coarse_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    if rc != 0 {
+        // Not expected on Linux, and then it fails on every call: the
+        // precise clock stands in consistently.
+        return START.elapsed();
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every mutation under these locks is a single push/pop/assignment, so a
@@ -185,21 +212,43 @@ struct State {
     next_id: u64,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Metrics {
     ingress: Counter,
     egress: Counter,
     dropped: Family<Vec<(String, String)>, Counter>,
+    /// `dropped{reason="subscriber_buffer_full"}`, held directly: it is
+    /// bumped once per lost envelope, and a family lookup allocates its key.
+    dropped_buffer_full: Counter,
     disconnected: Counter,
     subscribers: Gauge,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let dropped = Family::<Vec<(String, String)>, Counter>::default();
+        let dropped_buffer_full = dropped
+            .get_or_create(&Self::reason(REASON_BUFFER_FULL))
+            .clone();
+        Self {
+            ingress: Counter::default(),
+            egress: Counter::default(),
+            dropped,
+            dropped_buffer_full,
+            disconnected: Counter::default(),
+            subscribers: Gauge::default(),
+        }
+    }
+}
+
 impl Metrics {
+    fn reason(reason: &str) -> Vec<(String, String)> {
+        vec![("reason".to_owned(), reason.to_owned())]
+    }
+
     fn dropped(&self, reason: &str, n: u64) {
         if n > 0 {
-            self.dropped
-                .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
-                .inc_by(n);
+            self.dropped.get_or_create(&Self::reason(reason)).inc_by(n);
         }
     }
 }
@@ -260,7 +309,7 @@ impl Firehose {
                 envelopes: VecDeque::new(),
                 pending_dropped: 0,
                 total_dropped: 0,
-                last_progress: Instant::now(),
+                last_progress: coarse_now(),
                 // After shutdown a subscription ends as soon as it is read.
                 closed: state.shut_down.then_some(Disconnected::Shutdown),
             }),
@@ -315,6 +364,17 @@ impl Firehose {
     /// Hands `envelope` to every group that wants it, to one member per
     /// group. Never waits on a reader.
     pub fn publish(&self, envelope: &Envelope) {
+        // Made on the first delivery: nothing is copied when nobody wants it.
+        self.publish_inner(envelope, None);
+    }
+
+    /// [`Firehose::publish`] of an envelope already shared (the log
+    /// store's copy): subscribers share it too, nothing is copied.
+    pub(crate) fn publish_shared(&self, envelope: &Arc<Envelope>) {
+        self.publish_inner(envelope, Some(envelope.clone()));
+    }
+
+    fn publish_inner(&self, envelope: &Envelope, mut shared: Option<Arc<Envelope>>) {
         self.metrics.ingress.inc();
         let mut state = lock(&self.state);
         let mut slow: Vec<(GroupKey, u64)> = Vec::new();
@@ -327,7 +387,7 @@ impl Firehose {
                     continue;
                 }
                 group.next = (at + 1) % n;
-                match self.deliver(member, envelope) {
+                match self.deliver(member, envelope, &mut shared) {
                     Delivery::Delivered => {
                         self.metrics.egress.inc();
                     }
@@ -347,28 +407,40 @@ impl Firehose {
         }
     }
 
-    fn deliver(&self, slot: &Slot, envelope: &Envelope) -> Delivery {
+    fn deliver(
+        &self,
+        slot: &Slot,
+        envelope: &Envelope,
+        shared: &mut Option<Arc<Envelope>>,
+    ) -> Delivery {
         let mut queue = slot.queue();
         if queue.closed.is_some() {
             return Delivery::Dropped;
         }
         if queue.envelopes.len() < self.config.buffer_size {
+            // A reader only waits after finding its queue empty, so only the
+            // envelope that ends the emptiness needs to wake it: fewer
+            // wake-ups while the reader is busy.
+            let was_empty = queue.envelopes.is_empty();
             if queue.pending_dropped > 0 {
                 // The notice goes where the loss happened: after what was
                 // buffered before it, before what comes after.
                 let notices = slot.notices(queue.pending_dropped, queue.total_dropped);
-                queue.envelopes.extend(notices);
+                queue.envelopes.extend(notices.into_iter().map(Arc::new));
                 queue.pending_dropped = 0;
             }
-            queue.envelopes.push_back(envelope.clone());
+            let shared = shared.get_or_insert_with(|| Arc::new(envelope.clone()));
+            queue.envelopes.push_back(shared.clone());
             drop(queue);
-            slot.notify.notify_one();
+            if was_empty {
+                slot.notify.notify_one();
+            }
             return Delivery::Delivered;
         }
         queue.pending_dropped += 1;
         queue.total_dropped += 1;
-        self.metrics.dropped(REASON_BUFFER_FULL, 1);
-        if queue.last_progress.elapsed() >= self.config.stall_timeout {
+        self.metrics.dropped_buffer_full.inc();
+        if coarse_now().saturating_sub(queue.last_progress) >= self.config.stall_timeout {
             queue.closed = Some(Disconnected::SlowConsumer);
             let discarded = queue.envelopes.len() as u64;
             queue.envelopes.clear();
@@ -457,20 +529,24 @@ impl Subscription {
 
     /// Up to `max` (at least 1) waiting envelopes, oldest first, without
     /// waiting: `Ok(vec![])` when none wait, `Err` once disconnected.
-    pub fn try_next_batch(&self, max: usize) -> Result<Vec<Envelope>, Disconnected> {
+    /// Envelopes are shared with the store and other subscribers, not
+    /// copied for each reader.
+    pub fn try_next_batch(&self, max: usize) -> Result<Vec<Arc<Envelope>>, Disconnected> {
         let mut queue = self.slot.queue();
         if let Some(reason) = queue.closed {
             return Err(reason);
         }
-        queue.last_progress = Instant::now();
+        queue.last_progress = coarse_now();
         let take = max.max(1).min(queue.envelopes.len());
-        let mut batch: Vec<Envelope> = queue.envelopes.drain(..take).collect();
+        let mut batch: Vec<Arc<Envelope>> = queue.envelopes.drain(..take).collect();
         if queue.envelopes.is_empty() && queue.pending_dropped > 0 {
             // Nothing is left to come before the notice: say it now rather
             // than waiting for the next envelope to arrive.
             batch.extend(
                 self.slot
-                    .notices(queue.pending_dropped, queue.total_dropped),
+                    .notices(queue.pending_dropped, queue.total_dropped)
+                    .into_iter()
+                    .map(Arc::new),
             );
             queue.pending_dropped = 0;
         }
@@ -479,7 +555,7 @@ impl Subscription {
 
     /// Up to `max` envelopes, waiting until at least one is there; `Err`
     /// once disconnected. Cancel-safe: dropping the future loses nothing.
-    pub async fn next_batch(&self, max: usize) -> Result<Vec<Envelope>, Disconnected> {
+    pub async fn next_batch(&self, max: usize) -> Result<Vec<Arc<Envelope>>, Disconnected> {
         loop {
             let notified = self.slot.notify.notified();
             let batch = self.try_next_batch(max)?;
@@ -528,7 +604,7 @@ mod tests {
 
     fn drain(sub: &Subscription) -> Vec<String> {
         sub.try_next_batch(usize::MAX)
-            .map(|b| b.iter().map(text).collect())
+            .map(|b| b.iter().map(|e| text(e)).collect())
             .unwrap_or_default()
     }
 
@@ -745,7 +821,7 @@ mod tests {
             .and_then(Result::ok)
             .unwrap_or_default()
             .iter()
-            .map(text)
+            .map(|e| text(e))
             .collect();
         assert_eq!(texts, ["late"]);
     }

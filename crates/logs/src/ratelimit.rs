@@ -4,7 +4,10 @@
 //!
 //! Like Diego's executor this is a token bucket refilled at the limit with a
 //! burst of one second's worth, so a line longer than the limit never
-//! passes, and a limit of 0 passes no log line at all.
+//! passes. CF's `log_rate_limit_in_bytes_per_second` of -1 (any negative
+//! value) means unlimited and 0 means the instance may not log at all:
+//! every line is dropped without a notice, as Diego does
+//! ([`instance_log_sink`] maps the setting to a sink).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -20,6 +23,24 @@ use crate::LogSink;
 
 /// How often, at most, the notice is written for one instance.
 const NOTICE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// CF's `log_rate_limit_in_bytes_per_second` for "no limit".
+pub const UNLIMITED_LOG_RATE: i64 = -1;
+
+/// The sink one app instance's output goes through, given its process's
+/// `log_rate_limit_in_bytes_per_second`: `inner` itself when negative
+/// (unlimited), otherwise a [`RateLimitedSink`] at that rate (0: nothing
+/// passes). Share the result between the instance's stdout and stderr.
+pub fn instance_log_sink(
+    inner: Arc<dyn LogSink>,
+    log_rate_limit_in_bytes_per_second: i64,
+    metrics: &LogRateMetrics,
+) -> Arc<dyn LogSink> {
+    match u64::try_from(log_rate_limit_in_bytes_per_second) {
+        Ok(limit) => Arc::new(RateLimitedSink::new(inner, limit, metrics.clone())),
+        Err(_) => inner,
+    }
+}
 
 /// Diego's notice for an instance over its limit of `bytes_per_second`.
 pub fn log_rate_limit_notice(bytes_per_second: u64) -> String {
@@ -81,8 +102,9 @@ struct Bucket {
 
 /// A [`LogSink`] that passes one app instance's log lines on while they stay
 /// within `bytes_per_second`, drops the excess and emits
-/// [`log_rate_limit_notice`] (at most once a second) in its place. Gauges
-/// and counters pass untouched.
+/// [`log_rate_limit_notice`] (at most once a second) in its place; with a
+/// limit of 0 every line is dropped without a notice. Gauges and counters
+/// pass untouched.
 ///
 /// Make one per instance and share it between its stdout and stderr
 /// forwarders: the limit covers both.
@@ -157,7 +179,8 @@ impl LogSink for RateLimitedSink {
             Err(notice_due) => {
                 self.metrics.dropped_lines.inc();
                 self.metrics.dropped_bytes.inc_by(len as u64);
-                if notice_due {
+                // A limit of 0 forbids logging outright; Diego says nothing.
+                if notice_due && self.bytes_per_second > 0 {
                     self.metrics.exceeded.inc();
                     self.inner.emit(Envelope::log(
                         &envelope.source_id,
@@ -259,12 +282,39 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_limit_passes_no_line() {
+    fn a_zero_limit_drops_every_line_silently() {
         let out = Arc::new(Collect::default());
-        let sink = RateLimitedSink::new(out.clone(), 0, LogRateMetrics::default());
+        let metrics = LogRateMetrics::default();
+        let sink = instance_log_sink(out.clone(), 0, &metrics);
         sink.emit(line(""));
         sink.emit(line("x"));
-        assert_eq!(out.texts(), [log_rate_limit_notice(0)]);
+        assert!(out.texts().is_empty(), "{:?}", out.texts());
+        assert_eq!(metrics.dropped_lines(), 2);
+        assert_eq!(metrics.exceeded(), 0);
+    }
+
+    #[test]
+    fn a_negative_limit_is_unlimited() {
+        let out = Arc::new(Collect::default());
+        let metrics = LogRateMetrics::default();
+        let sink = instance_log_sink(out.clone(), UNLIMITED_LOG_RATE, &metrics);
+        let big = "x".repeat(1 << 20);
+        for _ in 0..10 {
+            sink.emit(line(&big));
+        }
+        assert_eq!(out.texts().len(), 10);
+        assert_eq!(metrics.dropped_lines(), 0);
+        let sink = instance_log_sink(out.clone(), 5, &metrics);
+        sink.emit(line(&big));
+        assert_eq!(metrics.dropped_lines(), 1);
+    }
+
+    #[test]
+    fn the_notice_is_diegos_text() {
+        assert_eq!(
+            log_rate_limit_notice(1024),
+            "app instance exceeded log rate limit (1024 bytes/sec)"
+        );
     }
 
     #[test]

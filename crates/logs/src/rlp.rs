@@ -25,7 +25,7 @@ use axum::{Json, Router};
 use crate::api::ReadDenied;
 use crate::envelope::{now_nanos, EnvelopeType};
 use crate::firehose::{Disconnected, Firehose, Selector, Subscription};
-use crate::wire::ReadResponse;
+use crate::wire::{EnvelopeBatch, WireEnvelope};
 
 /// Who may stream: the binary implements this over the token verifier.
 pub trait StreamAuthorizer: Send + Sync {
@@ -229,7 +229,9 @@ impl Stream {
                 )
             }
             Ok(Ok(envelopes)) => {
-                let batch = ReadResponse::from_envelopes(&envelopes).envelopes;
+                let batch = EnvelopeBatch {
+                    batch: envelopes.iter().map(|e| WireEnvelope::from(&**e)).collect(),
+                };
                 // Serialising plain strings and maps cannot fail; should it,
                 // the reader gets an empty batch rather than a broken stream.
                 let json = serde_json::to_string(&batch)

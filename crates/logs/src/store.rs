@@ -85,8 +85,9 @@ pub struct SourceMeta {
 }
 
 struct Source {
-    /// Sorted by timestamp; ties keep arrival order.
-    envelopes: VecDeque<Envelope>,
+    /// Sorted by timestamp; ties keep arrival order. Shared with the
+    /// firehose's subscriber queues, so an envelope is held once.
+    envelopes: VecDeque<Arc<Envelope>>,
     expired: u64,
     /// Store-wide write sequence of the last emit, to pick the source to drop.
     last_write: u64,
@@ -190,16 +191,21 @@ impl LogStore {
         let from = envelopes.partition_point(|e| e.timestamp < start);
         let to = envelopes.partition_point(|e| e.timestamp < end);
         let window = envelopes.range(from..to);
-        let matching = |e: &&Envelope| query.matches(e);
+        let matching = |e: &&Arc<Envelope>| query.matches(e);
+        let copy = |e: &Arc<Envelope>| Envelope::clone(e);
         if query.descending {
             window
                 .rev()
                 .filter(matching)
                 .take(query.limit)
-                .cloned()
+                .map(copy)
                 .collect()
         } else {
-            window.filter(matching).take(query.limit).cloned().collect()
+            window
+                .filter(matching)
+                .take(query.limit)
+                .map(copy)
+                .collect()
         }
     }
 
@@ -260,8 +266,9 @@ impl LogStore {
 
 impl LogSink for LogStore {
     fn emit(&self, envelope: Envelope) {
+        let envelope = Arc::new(envelope);
         // Live readers first: they are waiting, log-cache readers poll.
-        self.firehose.publish(&envelope);
+        self.firehose.publish_shared(&envelope);
         self.metrics.ingress.inc();
         let mut inner = self.lock();
         inner.writes += 1;
@@ -350,7 +357,7 @@ mod tests {
             timestamp: ts,
             source_id: source.into(),
             instance_id: "0".into(),
-            tags: BTreeMap::new(),
+            tags: crate::Tags::new(),
             message: Message::Gauge { metrics },
         }
     }
@@ -360,7 +367,7 @@ mod tests {
             timestamp: ts,
             source_id: source.into(),
             instance_id: "0".into(),
-            tags: BTreeMap::new(),
+            tags: crate::Tags::new(),
             message: Message::Counter {
                 name: name.into(),
                 delta: 1,
@@ -512,7 +519,12 @@ mod tests {
         let store = LogStore::new(10);
         let sub = store.firehose().subscribe("", crate::Selector::default());
         store.emit(log_at("app", 1, "live"));
-        let live = sub.try_next_batch(10).unwrap_or_default();
+        let live: Vec<Envelope> = sub
+            .try_next_batch(10)
+            .unwrap_or_default()
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect();
         assert_eq!(texts(&live), ["live"]);
         assert_eq!(texts(&store.read("app", &all())), ["live"]);
     }

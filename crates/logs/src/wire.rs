@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{Envelope, GaugeValue, LogKind, Message};
+use crate::envelope::{Envelope, GaugeValue, LogKind, Message, Tags};
 use crate::store::SourceMeta;
 
 /// `GET /api/v1/read/{source_id}` → `{"envelopes":{"batch":[…]}}`.
@@ -225,7 +225,7 @@ impl From<&Envelope> for WireEnvelope {
             source_id: e.source_id.clone(),
             instance_id: e.instance_id.clone(),
             deprecated_tags: BTreeMap::new(),
-            tags: e.tags.clone(),
+            tags: BTreeMap::from(&e.tags),
             log,
             counter,
             gauge,
@@ -282,7 +282,7 @@ impl WireEnvelope {
             timestamp: self.timestamp,
             source_id: self.source_id,
             instance_id: self.instance_id,
-            tags: self.tags,
+            tags: Tags::from(self.tags),
             message,
         })
     }
@@ -390,14 +390,14 @@ mod tests {
             timestamp: 0,
             source_id: "s".into(),
             instance_id: "0".into(),
-            tags: BTreeMap::new(),
+            tags: Tags::new(),
             message: Message::Gauge { metrics },
         });
         let counter = at(Envelope {
             timestamp: 0,
             source_id: "s".into(),
             instance_id: "0".into(),
-            tags: BTreeMap::new(),
+            tags: Tags::new(),
             message: Message::Counter {
                 name: "requests".into(),
                 delta: 2,

@@ -332,3 +332,103 @@ async fn container_metrics_are_read_back_as_gauges() {
         }]}})
     );
 }
+
+fn gauge(source: &str, ts: i64, name: &str) -> Envelope {
+    let mut e = Envelope::gauge(
+        source,
+        "0",
+        [(name, ingot_logs::GaugeValue::new("bytes", 1.0))],
+    );
+    e.timestamp = ts;
+    e
+}
+
+fn kinds(body: &Value) -> Vec<String> {
+    body["envelopes"]["batch"]
+        .as_array()
+        .map(|batch| {
+            batch
+                .iter()
+                .map(|e| {
+                    let ts = e["timestamp"].as_str().unwrap_or("?");
+                    if e.get("log").is_some() {
+                        format!("log@{ts}")
+                    } else if let Some(g) = e["gauge"]["metrics"].as_object() {
+                        let names: Vec<&str> = g.keys().map(String::as_str).collect();
+                        format!("gauge:{}@{ts}", names.join(","))
+                    } else {
+                        format!("other@{ts}")
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_documented_read_parameter_works_over_http() {
+    let store = LogStore::new(100);
+    for ts in 1..=6 {
+        store.emit(line("app", ts * 10, "l"));
+        store.emit(gauge(
+            "app",
+            ts * 10 + 1,
+            if ts % 2 == 0 { "memory" } else { "cpu" },
+        ));
+    }
+    let read = |q: &'static str| {
+        let store = store.clone();
+        async move {
+            let (status, body) = get(
+                &store,
+                &format!("/api/v1/read/app?{q}"),
+                Some("bearer good"),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{q}: {body}");
+            kinds(&body)
+        }
+    };
+    // Window [20, 41), newest first, at most 3.
+    assert_eq!(
+        read("start_time=20&end_time=41&descending=true&limit=3").await,
+        ["log@40", "gauge:cpu@31", "log@30"]
+    );
+    // Repeated envelope_types, by name and by enum number (1 = LOG, 3 = GAUGE).
+    let both = ["log@10", "gauge:cpu@11", "log@20"];
+    assert_eq!(
+        read("envelope_types=LOG&envelope_types=GAUGE&limit=3").await,
+        both
+    );
+    assert_eq!(
+        read("envelope_types=1&envelope_types=3&limit=3").await,
+        both
+    );
+    assert_eq!(
+        read("envelope_types=GAUGE&limit=2").await,
+        ["gauge:cpu@11", "gauge:memory@21"]
+    );
+    // name_filter is a regex over metric names.
+    assert_eq!(
+        read("name_filter=^mem&descending=true").await,
+        ["gauge:memory@61", "gauge:memory@41", "gauge:memory@21"]
+    );
+    // The largest limit is accepted; end_time defaults to now.
+    assert_eq!(read("limit=1000").await.len(), 12);
+}
+
+#[tokio::test]
+async fn meta_accepts_local_only() {
+    let store = LogStore::new(10);
+    store.emit(line("app", 1, "x"));
+    let (status, body) = get(&store, "/api/v1/meta?local_only=true", Some("bearer good")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["meta"]["app"]["count"], "1");
+    let (status, _) = get(
+        &store,
+        "/api/v1/meta?local_only=perhaps",
+        Some("bearer good"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
