@@ -67,6 +67,14 @@ pub enum AuthError {
         /// What is wrong with the input.
         reason: String,
     },
+    /// A client registration is not acceptable.
+    #[error("invalid client {client_id:?}: {reason}")]
+    InvalidClient {
+        /// The client id given.
+        client_id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Hashing a password failed (or the hashing task died).
     #[error("hashing the password of {username:?}: {reason}")]
     PasswordHash {

@@ -1,5 +1,6 @@
-//! The two grants of the token endpoint — `password` and `refresh_token` —
-//! and the minting of the token pair they answer with.
+//! The grants of the token endpoint — `password`, `refresh_token`,
+//! `client_credentials` and `authorization_code` — and the minting of the
+//! tokens they answer with.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::http::OAuthError;
-use crate::store::{Client, User, CF_CLIENT, GRANT_PASSWORD, GRANT_REFRESH};
+use crate::store::{
+    Client, User, CF_CLIENT, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_PASSWORD,
+    GRANT_REFRESH,
+};
 use crate::token::{audience, refresh_use, Claims, RefreshClaims, TokenError};
 use crate::{password, AuthError, Inner};
 
@@ -17,7 +21,10 @@ use crate::{password, AuthError, Inner};
 pub(crate) struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
-    pub refresh_token: String,
+    /// Absent for `client_credentials`, and for clients without the
+    /// `refresh_token` grant, as in UAA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     pub expires_in: i64,
     pub scope: String,
     pub jti: String,
@@ -49,7 +56,137 @@ pub(crate) async fn password(
     let allowed = allowed_scopes(client, &user);
     let scopes = requested_scopes(form, &allowed)?;
     let now = chrono::Utc::now().timestamp();
-    issue(inner, &user, client_id, scopes, GRANT_PASSWORD, now, None)
+    issue(
+        inner,
+        &user,
+        client_id,
+        scopes,
+        GRANT_PASSWORD,
+        now,
+        Refresh::New,
+    )
+}
+
+/// `grant_type=client_credentials`: a token for the client itself, carrying
+/// its authorities (never `uaa.none`), without a refresh token.
+pub(crate) async fn client_credentials(
+    inner: &Inner,
+    client_id: &str,
+    client: &Client,
+    form: &HashMap<String, String>,
+) -> Result<TokenResponse, OAuthError> {
+    let allowed: Vec<String> = client
+        .authorities
+        .iter()
+        .filter(|a| a.as_str() != "uaa.none")
+        .cloned()
+        .collect();
+    let scopes = requested_scopes(form, &allowed)?;
+    let now = chrono::Utc::now().timestamp();
+    let access_ttl = seconds(inner.config.access_token_ttl);
+    let claims = Claims {
+        jti: uuid::Uuid::new_v4().simple().to_string(),
+        sub: client_id.to_owned(),
+        aud: audience(client_id, &scopes),
+        authorities: scopes.clone(),
+        scope: scopes,
+        client_id: client_id.to_owned(),
+        cid: client_id.to_owned(),
+        azp: client_id.to_owned(),
+        grant_type: GRANT_CLIENT_CREDENTIALS.to_owned(),
+        user_id: String::new(),
+        origin: String::new(),
+        user_name: String::new(),
+        email: String::new(),
+        auth_time: 0,
+        rev_sig: String::new(),
+        iat: now,
+        exp: now.saturating_add(access_ttl),
+        iss: inner.config.issuer.clone(),
+        zid: "uaa".to_owned(),
+    };
+    let access_token = inner.signer.sign(&claims).map_err(|reason| {
+        OAuthError::from(AuthError::Signing {
+            user: client_id.to_owned(),
+            reason,
+        })
+    })?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "bearer",
+        refresh_token: None,
+        expires_in: access_ttl,
+        scope: claims.scope.join(" "),
+        jti: claims.jti,
+    })
+}
+
+/// `grant_type=authorization_code`: redeems a one-time code from
+/// `/oauth/authorize` for the client it was issued to.
+pub(crate) async fn authorization_code(
+    inner: &Inner,
+    client_id: &str,
+    client: &Client,
+    form: &HashMap<String, String>,
+) -> Result<TokenResponse, OAuthError> {
+    let Some(code) = form.get("code") else {
+        return Err(OAuthError::invalid_request(
+            "An authorization code must be supplied.",
+        ));
+    };
+    if let Some(redirect) = form.get("redirect_uri") {
+        if redirect != &client.redirect_uri {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "Redirect URI mismatch.",
+            ));
+        }
+    }
+    let grant = match crate::codes::redeem(inner, code, client_id).await? {
+        Ok(grant) => grant,
+        Err(crate::codes::Refusal::Expired) => {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "Authorization code expired",
+            ))
+        }
+        Err(_) => {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "Invalid authorization code",
+            ))
+        }
+    };
+    let Some(user) = inner.store.user_by_id(&grant.user_id).await? else {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Invalid authorization code",
+        ));
+    };
+    let scopes = grant
+        .scopes
+        .into_iter()
+        .filter(|s| client.scopes.contains(s))
+        .collect();
+    let refresh = if client.grant_types.iter().any(|g| g == GRANT_REFRESH) {
+        Refresh::New
+    } else {
+        Refresh::None
+    };
+    let now = chrono::Utc::now().timestamp();
+    issue(
+        inner,
+        &user,
+        client_id,
+        scopes,
+        GRANT_AUTHORIZATION_CODE,
+        now,
+        refresh,
+    )
 }
 
 /// `grant_type=refresh_token`: checks the refresh token, re-reads the user
@@ -98,7 +235,7 @@ pub(crate) async fn refresh(
         scopes,
         GRANT_REFRESH,
         claims.auth_time,
-        Some(token.clone()),
+        Refresh::Reuse(token.clone()),
     )
 }
 
@@ -223,11 +360,26 @@ fn access_claims(
         email: user.email.clone(),
         auth_time,
         rev_sig: rev_sig(user, client_id),
+        authorities: vec![],
         iat,
         exp,
         iss: inner.config.issuer.clone(),
         zid: "uaa".to_owned(),
     }
+}
+
+/// Which refresh token a response carries.
+enum Refresh {
+    /// A new one.
+    New,
+    /// The one the client sent (UAA hands the same refresh token back).
+    Reuse(String),
+    /// None: the client may not refresh.
+    None,
+}
+
+fn seconds(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn issue(
@@ -237,10 +389,10 @@ fn issue(
     scopes: Vec<String>,
     grant_type: &str,
     auth_time: i64,
-    refresh_token: Option<String>,
+    refresh: Refresh,
 ) -> Result<TokenResponse, OAuthError> {
     let now = chrono::Utc::now().timestamp();
-    let ttl = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let ttl = seconds;
     let access_ttl = ttl(inner.config.access_token_ttl);
     let claims = access_claims(
         inner,
@@ -259,9 +411,10 @@ fn issue(
         })
     };
     let access_token = inner.signer.sign(&claims).map_err(signing_failed)?;
-    let refresh_token = match refresh_token {
-        Some(token) => token,
-        None => {
+    let refresh_token = match refresh {
+        Refresh::Reuse(token) => Some(token),
+        Refresh::None => None,
+        Refresh::New => {
             let refresh = RefreshClaims {
                 jti: format!("{}-r", uuid::Uuid::new_v4().simple()),
                 sub: user.id.clone(),
@@ -281,7 +434,7 @@ fn issue(
                 aud: claims.aud.clone(),
                 token_use: refresh_use(),
             };
-            inner.signer.sign(&refresh).map_err(signing_failed)?
+            Some(inner.signer.sign(&refresh).map_err(signing_failed)?)
         }
     };
     Ok(TokenResponse {
@@ -384,6 +537,8 @@ mod tests {
             email: "alice".into(),
             password_hash: "one".into(),
             groups: vec![],
+            created_at: String::new(),
+            updated_at: String::new(),
         };
         let changed = User {
             password_hash: "two".into(),

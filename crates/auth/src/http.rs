@@ -1,6 +1,8 @@
 //! The HTTP surface, relative to its mount point (`/uaa`): the token
-//! endpoint, the signing keys, and the login/info document. Errors here are
-//! OAuth2 JSON (`{"error","error_description"}`), never the CF v3 envelope.
+//! endpoint, the signing keys, the login/info document, and (from `scim.rs`
+//! and `codes.rs`) users and one-time codes. Errors here are UAA's JSON
+//! (`{"error","error_description"}`, plus `message` on SCIM endpoints),
+//! never the CF v3 envelope.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,8 +17,11 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::json;
 
-use crate::store::{GRANT_PASSWORD, GRANT_REFRESH};
-use crate::{grants, password, AuthError, Inner};
+use crate::store::{
+    GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_PASSWORD, GRANT_REFRESH,
+};
+use crate::token::{Claims, TokenError};
+use crate::{codes, grants, password, scim, AuthError, Inner};
 
 /// Version reported in `/login` and `/info`. Clients such as the `cf` CLI
 /// gate features on UAA's version, so Ingot reports the UAA release whose
@@ -26,6 +31,15 @@ pub(crate) const UAA_COMPATIBLE_VERSION: &str = "77.0.0";
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
     Router::new()
         .route("/oauth/token", post(token))
+        .route("/oauth/authorize", get(codes::authorize))
+        .route("/Users", post(scim::create_user).get(scim::list_users))
+        .route("/Users/{id}", get(scim::get_user).delete(scim::delete_user))
+        .route(
+            "/Users/{id}/password",
+            axum::routing::put(scim::change_password),
+        )
+        .route("/ids/Users", get(scim::ids_users))
+        .route("/userinfo", get(scim::userinfo))
         .route("/token_keys", get(token_keys))
         .route("/token_key", get(token_key))
         .route("/login", get(login))
@@ -120,7 +134,13 @@ async fn token_inner(
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("Missing grant_type parameter"))?;
-    if grant_type != GRANT_PASSWORD && grant_type != GRANT_REFRESH {
+    let known = [
+        GRANT_PASSWORD,
+        GRANT_REFRESH,
+        GRANT_CLIENT_CREDENTIALS,
+        GRANT_AUTHORIZATION_CODE,
+    ];
+    if !known.contains(&grant_type.as_str()) {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -134,10 +154,13 @@ async fn token_inner(
             format!("Unauthorized grant type: {grant_type}"),
         ));
     }
-    if grant_type == GRANT_PASSWORD {
-        grants::password(inner, &client_id, &client, &form).await
-    } else {
-        grants::refresh(inner, &client_id, &client, &form).await
+    match grant_type.as_str() {
+        GRANT_PASSWORD => grants::password(inner, &client_id, &client, &form).await,
+        GRANT_REFRESH => grants::refresh(inner, &client_id, &client, &form).await,
+        GRANT_CLIENT_CREDENTIALS => {
+            grants::client_credentials(inner, &client_id, &client, &form).await
+        }
+        _ => grants::authorization_code(inner, &client_id, &client, &form).await,
     }
 }
 
@@ -215,6 +238,129 @@ fn parse_basic(value: &HeaderValue) -> Option<(String, String)> {
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     Some((id.to_owned(), secret.to_owned()))
+}
+
+/// An error of the user, code and client endpoints, in UAA's JSON: OAuth's
+/// `{"error","error_description"}`, and on SCIM endpoints also `message`
+/// (UAA's `ExceptionReport`), plus any extra fields (`scope` of an
+/// `insufficient_scope`, `origin` of a duplicate user).
+#[derive(Debug)]
+pub(crate) struct UaaError {
+    pub(crate) status: StatusCode,
+    pub(crate) error: &'static str,
+    description: String,
+    scim: bool,
+    extra: Vec<(&'static str, String)>,
+}
+
+impl UaaError {
+    /// An OAuth-style error (no `message`).
+    pub(crate) fn oauth(
+        status: StatusCode,
+        error: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        UaaError {
+            status,
+            error,
+            description: description.into(),
+            scim: false,
+            extra: Vec::new(),
+        }
+    }
+
+    /// A SCIM endpoint's error (with `message`).
+    pub(crate) fn scim(
+        status: StatusCode,
+        error: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        UaaError {
+            scim: true,
+            ..Self::oauth(status, error, message)
+        }
+    }
+
+    pub(crate) fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.extra.push((key, value.into()));
+        self
+    }
+
+    pub(crate) fn invalid_token(description: impl Into<String>) -> Self {
+        Self::oauth(StatusCode::UNAUTHORIZED, "invalid_token", description)
+    }
+
+    /// 403 for a token lacking every one of `any_of`.
+    pub(crate) fn insufficient_scope(any_of: &[&str]) -> Self {
+        Self::oauth(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "Insufficient scope for this resource",
+        )
+        .with("scope", any_of.join(" "))
+    }
+
+    pub(crate) fn server_error() -> Self {
+        Self::oauth(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "Internal error of the token server; see its log",
+        )
+    }
+}
+
+impl From<AuthError> for UaaError {
+    fn from(e: AuthError) -> Self {
+        tracing::error!(error = %e, "auth endpoint failed");
+        Self::server_error()
+    }
+}
+
+impl IntoResponse for UaaError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), self.error.into());
+        body.insert("error_description".into(), self.description.clone().into());
+        if self.scim {
+            body.insert("message".into(), self.description.into());
+        }
+        for (key, value) in self.extra {
+            body.insert(key.into(), value.into());
+        }
+        let mut response = (self.status, Json(serde_json::Value::Object(body))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            let challenge = format!("Bearer realm=\"UAA\", error=\"{}\"", self.error);
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
+    }
+}
+
+/// The verified claims of the request's bearer token. A user token whose
+/// user has been deleted is refused, as UAA refuses it.
+pub(crate) async fn bearer_claims(inner: &Inner, headers: &HeaderMap) -> Result<Claims, UaaError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("invalid"));
+    let claims = inner.verifier.verify(value).map_err(|e| match e {
+        TokenError::Missing => UaaError::oauth(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Full authentication is required to access this resource",
+        ),
+        TokenError::Expired => UaaError::invalid_token("The token expired"),
+        TokenError::Invalid(reason) => UaaError::invalid_token(format!("Invalid token: {reason}")),
+    })?;
+    if !claims.is_client() && inner.store.user_by_id(&claims.user_id).await?.is_none() {
+        return Err(UaaError::invalid_token(
+            "Invalid token: its user no longer exists",
+        ));
+    }
+    Ok(claims)
 }
 
 async fn token_keys(State(inner): State<Arc<Inner>>) -> Response {

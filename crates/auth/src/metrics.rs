@@ -1,5 +1,6 @@
-//! What the token endpoint reports about itself: tokens issued and requests
-//! rejected, by grant type (and by OAuth error for rejections).
+//! What the token server reports about itself: tokens issued and requests
+//! rejected, by grant type (and by OAuth error for rejections); SCIM
+//! requests by operation and status; one-time codes issued and redeemed.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -17,11 +18,25 @@ pub(crate) struct RejectLabels {
     pub error: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ScimLabels {
+    pub operation: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
 /// Counters shared by every clone of the server.
 #[derive(Clone, Default)]
 pub(crate) struct Metrics {
     issued: Family<GrantLabels, Counter>,
     rejected: Family<RejectLabels, Counter>,
+    scim: Family<ScimLabels, Counter>,
+    codes_issued: Counter,
+    codes_redeemed: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -36,6 +51,39 @@ impl Metrics {
             "Token requests refused, by grant type and OAuth error",
             self.rejected.clone(),
         );
+        registry.register(
+            "ingot_auth_scim_requests",
+            "Requests to the SCIM user endpoints, by operation and HTTP status",
+            self.scim.clone(),
+        );
+        registry.register(
+            "ingot_auth_codes_issued",
+            "One-time codes issued by /oauth/authorize",
+            self.codes_issued.clone(),
+        );
+        registry.register(
+            "ingot_auth_codes_redeemed",
+            "One-time code redemptions, by outcome (ok, unknown, expired, wrong_client, user_gone)",
+            self.codes_redeemed.clone(),
+        );
+    }
+
+    /// `operation` is one of a fixed set of literals and `status` an HTTP
+    /// status, so the label set stays small.
+    pub(crate) fn scim(&self, operation: &'static str, status: u16) {
+        self.scim
+            .get_or_create(&ScimLabels { operation, status })
+            .inc();
+    }
+
+    pub(crate) fn code_issued(&self) {
+        self.codes_issued.inc();
+    }
+
+    pub(crate) fn code_redeemed(&self, outcome: &'static str) {
+        self.codes_redeemed
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub(crate) fn issued(&self, grant_type: &str) {

@@ -33,18 +33,31 @@ pub struct Claims {
     pub azp: String,
     /// The grant that produced the token: "password" or "refresh_token".
     pub grant_type: String,
-    /// The user's guid.
+    /// The user's guid; empty in a `client_credentials` token, which stands
+    /// for a client rather than a user.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user_id: String,
-    /// Identity provider: always "uaa".
+    /// Identity provider: always "uaa" (empty for client tokens).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub origin: String,
-    /// The user's login name.
+    /// The user's login name (empty for client tokens).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user_name: String,
-    /// The user's email (the username when none was given).
+    /// The user's email (the username when none was given; empty for
+    /// client tokens).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub email: String,
-    /// When the user last authenticated with a password (Unix seconds).
+    /// When the user last authenticated with a password (Unix seconds; 0
+    /// for client tokens).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub auth_time: i64,
     /// Revocation signature: changes when the user's password changes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub rev_sig: String,
+    /// A client token's authorities (the same as its `scope`), as UAA
+    /// writes them; empty for user tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorities: Vec<String>,
     /// Issued at (Unix seconds).
     pub iat: i64,
     /// Expires at (Unix seconds).
@@ -67,6 +80,16 @@ impl Claims {
     pub fn is_admin(&self) -> bool {
         self.has_scope(ADMIN_SCOPE)
     }
+
+    /// Whether the token stands for a client itself (`client_credentials`)
+    /// rather than for a user.
+    pub fn is_client(&self) -> bool {
+        self.user_id.is_empty()
+    }
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// The claims of a refresh token (UAA's shape, plus `token_use`).
@@ -281,6 +304,7 @@ mod tests {
             email: "admin".into(),
             auth_time: 0,
             rev_sig: "r".into(),
+            authorities: vec![],
             iat: 0,
             exp: 0,
             iss: "i".into(),

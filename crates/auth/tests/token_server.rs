@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use axum::http::StatusCode;
 use common::{bearer, form, Fixture, CF_BASIC, ISSUER};
-use ingot_auth::{AuthError, TokenError, TokenVerifier, ADMIN_SCOPES};
+use ingot_auth::{AuthError, TokenError, TokenVerifier, ADMIN_SCOPES, CF_CLIENT_SCOPES};
 use serde_json::json;
 
 const DEV_SCOPES: &[&str] = &[
@@ -173,11 +173,8 @@ async fn malformed_requests_get_oauth_errors() {
         .await
         .expect("create user");
     let cases = [
-        (
-            "grant_type=client_credentials",
-            400,
-            "unsupported_grant_type",
-        ),
+        // Known grant, but not one the cf client may use.
+        ("grant_type=client_credentials", 401, "invalid_client"),
         (
             "grant_type=magic&username=alice",
             400,
@@ -470,8 +467,25 @@ async fn ensure_admin_writes_private_credentials_once() {
     assert!(claims.is_admin());
     let mut granted = claims.scope.clone();
     granted.sort();
-    let mut expected: Vec<String> = ADMIN_SCOPES.iter().map(|s| s.to_string()).collect();
+    // Never more than the cf client's scopes ∩ the admin's groups.
+    let mut expected: Vec<String> = ADMIN_SCOPES
+        .iter()
+        .filter(|s| CF_CLIENT_SCOPES.contains(s))
+        .map(|s| s.to_string())
+        .collect();
     expected.sort();
+    for scope in [
+        "cloud_controller.admin",
+        "scim.read",
+        "scim.write",
+        "doppler.firehose",
+        "network.admin",
+        "routing.router_groups.read",
+        "routing.router_groups.write",
+        "uaa.user",
+    ] {
+        assert!(granted.iter().any(|g| g == scope), "{scope} in {granted:?}");
+    }
     assert_eq!(granted, expected);
 }
 
@@ -543,4 +557,55 @@ async fn metrics_count_issued_and_rejected_tokens_by_grant() {
             "missing {line:?} in\n{text}"
         );
     }
+}
+
+#[tokio::test]
+async fn open_upgrades_a_clients_table_from_before_client_registrations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = common::pool(dir.path()).await;
+    // The table as the first release created it.
+    sqlx::query(
+        "CREATE TABLE auth_clients (
+            client_id TEXT PRIMARY KEY NOT NULL,
+            secret_hash TEXT,
+            scopes TEXT NOT NULL,
+            grant_types TEXT NOT NULL
+        )",
+    )
+    .execute(&pool)
+    .await
+    .expect("old table");
+    sqlx::query("INSERT INTO auth_clients VALUES ('cf', NULL, 'openid', 'password')")
+        .execute(&pool)
+        .await
+        .expect("old cf client");
+    let server = ingot_auth::AuthServer::open(pool.clone(), dir.path(), common::config())
+        .await
+        .expect("open upgrades");
+    server
+        .create_user("alice", "wonderland", DEV_SCOPES)
+        .await
+        .expect("create user");
+    let fx_like = common::send(
+        &server,
+        axum::http::Request::post("/oauth/token")
+            .header(
+                axum::http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(axum::http::header::AUTHORIZATION, CF_BASIC)
+            .body(axum::body::Body::from(password_form("alice", "wonderland")))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(fx_like.0, StatusCode::OK, "{}", fx_like.1);
+    // The cf client's scope list is the new one, not the stored one.
+    assert_eq!(
+        fx_like.1["scope"],
+        "cloud_controller.read cloud_controller.write openid"
+    );
+    // Opening again (columns present now) works too.
+    ingot_auth::AuthServer::open(pool, dir.path(), common::config())
+        .await
+        .expect("reopen");
 }

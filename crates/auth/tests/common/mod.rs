@@ -129,3 +129,105 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
 pub fn bearer(token: &Value) -> String {
     format!("bearer {}", token.as_str().expect("token is a string"))
 }
+
+/// A response whose body may be empty (a redirect) or JSON.
+pub struct Raw {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+pub async fn send_raw(server: &AuthServer, request: Request<Body>) -> Raw {
+    let response = server.router().oneshot(request).await.expect("response");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{status}: body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
+    Raw {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl Fixture {
+    /// A request with an optional `Authorization` header and JSON body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<Value>,
+    ) -> Raw {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::ACCEPT, "application/json");
+        if let Some(authorization) = authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        let body = match body {
+            Some(json) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        send_raw(&self.server, request.body(body).expect("request")).await
+    }
+
+    /// Creates the admin and returns "bearer <its cf token>".
+    pub async fn admin_bearer(&self) -> String {
+        let credentials = self
+            .server
+            .ensure_admin(&self.dir.path().join("admin.json"))
+            .await
+            .expect("admin");
+        let login = self.login("admin", &credentials.password).await;
+        bearer(&login["access_token"])
+    }
+
+    /// Logs `username` in through the cf client; "bearer <token>".
+    pub async fn user_bearer(&self, username: &str, password: &str) -> String {
+        bearer(&self.login(username, password).await["access_token"])
+    }
+
+    /// The Prometheus text of the server's metrics.
+    pub fn metrics_text(&self) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        self.server.register_metrics(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        text
+    }
+}
+
+/// URL-encodes a query value (filters contain spaces and quotes).
+pub fn q(value: &str) -> String {
+    serde_urlencoded::to_string([("v", value)])
+        .expect("encode")
+        .trim_start_matches("v=")
+        .to_owned()
+}
+
+pub fn basic(client_id: &str, secret: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"))
+    )
+}
