@@ -18,6 +18,8 @@
 mod cgroup;
 mod command;
 mod error;
+mod exec;
+pub mod image;
 mod manager;
 mod network;
 mod oci;
@@ -35,6 +37,10 @@ use tokio::sync::oneshot;
 
 pub use cgroup::CgroupVersion;
 pub use error::ContainerError;
+pub use exec::{
+    bundle_dir, connect_in, connect_in_netns, exec, netns_of, ExecProcess, ExecSpec, Pty,
+    WindowSize,
+};
 pub use manager::{ContainerManager, ManagerConfig};
 pub use runtime::{OciRuntime, Runc};
 pub use shim::run_internal;

@@ -739,9 +739,13 @@ fn write_hosts(
     hostname: &str,
     ip: Option<std::net::Ipv4Addr>,
 ) -> Result<(), ContainerError> {
+    // The rootfs may come from an image: `/etc` (or the files in it) could
+    // be symlinks pointing at the host's files. Only a real directory is
+    // written into, and the files are replaced, never followed.
     let etc = rootfs.join("etc");
-    if !etc.is_dir() {
-        return Ok(());
+    match std::fs::symlink_metadata(&etc) {
+        Ok(meta) if meta.is_dir() => {}
+        _ => return Ok(()),
     }
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
@@ -749,10 +753,30 @@ fn write_hosts(
         Some(ip) => hosts.push_str(&format!("{ip}\t{hostname}\n")),
         None => hosts.push_str(&format!("127.0.1.1\t{hostname}\n")),
     }
-    let path = etc.join("hosts");
-    std::fs::write(&path, hosts).map_err(ContainerError::io("write", &path))?;
-    let path = etc.join("hostname");
-    std::fs::write(&path, format!("{hostname}\n")).map_err(ContainerError::io("write", &path))
+    write_new_file(&etc.join("hosts"), hosts.as_bytes())?;
+    write_new_file(&etc.join("hostname"), format!("{hostname}\n").as_bytes())
+}
+
+/// Replaces `path` with a new regular file: whatever was there (a symlink
+/// included) is removed, and the file is created with `O_EXCL|O_NOFOLLOW`,
+/// so the write can never land outside the directory.
+fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), ContainerError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ContainerError::io("remove", path)(e)),
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(ContainerError::io("create", path))?;
+    file.write_all(contents)
+        .map_err(ContainerError::io("write", path))
 }
 
 #[cfg(test)]
