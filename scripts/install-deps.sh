@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Ingot needs at run time on Debian 12 (run as root):
-# runc for containers, iproute2 and nftables for their network, and the
-# python3 the default stack offers to apps (with venv and pip).
+# runc for containers, iproute2 and nftables for their network, the
+# python3 the default stack offers to apps (with venv and pip), OpenSSH's
+# client (`ingot ssh`) and sftp-server (scp and sftp into instances).
+# With --tests, also what the test suite drives: sshpass, and a real OCI
+# registry with skopeo, htpasswd and busybox for the image tests.
 set -euo pipefail
 need=()
 command -v runc >/dev/null || need+=(runc)
@@ -12,6 +15,15 @@ command -v nft >/dev/null || need+=(nftables)
 /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 command -v cc >/dev/null || need+=(gcc)
+command -v ssh >/dev/null || need+=(openssh-client)
+[ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-sftp-server)
+if [ "${1:-}" = "--tests" ]; then
+  command -v sshpass >/dev/null || need+=(sshpass)
+  command -v docker-registry >/dev/null || need+=(docker-registry)
+  command -v skopeo >/dev/null || need+=(skopeo)
+  command -v htpasswd >/dev/null || need+=(apache2-utils)
+  [ -x /bin/busybox ] || need+=(busybox-static)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

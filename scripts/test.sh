@@ -5,7 +5,7 @@
 # containers). Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --tests
 
 # Independent CF clients for the conformance tests, in a venv of their own:
 # cloudfoundry-client (v3 API) and dropsonde (CF's v1 log envelopes).

@@ -11,10 +11,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sqlx::SqliteConnection;
 
+use crate::authz::Access;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{
-    accepted_job, created, ok, page_response, parse_json, require, show, ListParams, Parent,
-};
+use crate::http::{accepted_job, created, ok, page_response, parse_json, show, ListParams, Parent};
 use crate::model::{
     new_guid, now, App, Build, Buildpack, Desired, Domain, Droplet, EventParty, Job, Metadata, Org,
     Package, Process, Route, Space,
@@ -53,61 +52,11 @@ pub(crate) fn routes() -> Router<Api> {
             get(get_env_vars).patch(patch_env_vars),
         )
         .route("/v3/apps/{guid}/env", get(get_env))
-        .route("/v3/apps/{guid}/ssh_enabled", get(ssh_enabled))
-        .route("/v3/apps/{guid}/features", get(app_features))
-        .route("/v3/apps/{guid}/features/{name}", get(app_feature))
 }
 
 impl Parent for App {
     const NAME: &'static str = "apps";
     const KEY: &'static str = "app_guid";
-}
-
-fn feature_json(api: &Api, name: &str) -> ApiResult<Value> {
-    match name {
-        "ssh" => Ok(json!({
-            "name": "ssh",
-            "description": "Enable SSHing into the app.",
-            "enabled": api.inner.config.ssh_endpoint.is_some(),
-        })),
-        "revisions" => Ok(json!({
-            "name": "revisions",
-            "description": "Enable versioning of an application",
-            "enabled": false,
-        })),
-        _ => Err(ApiError::not_found("Feature")),
-    }
-}
-
-async fn app_features(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    require::<App>(&api, &guid).await?;
-    let resources = vec![feature_json(&api, "ssh")?, feature_json(&api, "revisions")?];
-    let params = ListParams::parse(None, &[], &[])?;
-    Ok(ok(params.envelope(
-        &api,
-        &format!("/v3/apps/{guid}/features"),
-        2,
-        resources,
-    )))
-}
-
-async fn app_feature(
-    State(api): State<Api>,
-    Path((guid, name)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    require::<App>(&api, &guid).await?;
-    Ok(ok(feature_json(&api, &name)?))
-}
-
-async fn ssh_enabled(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
-    require::<App>(&api, &guid).await?;
-    let enabled = api.inner.config.ssh_endpoint.is_some();
-    let reason = if enabled {
-        ""
-    } else {
-        "SSH is not served by this platform."
-    };
-    Ok(ok(json!({"enabled": enabled, "reason": reason})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,6 +222,7 @@ pub(crate) async fn insert_app(
         stack,
         env,
         droplet_guid: None,
+        ssh_enabled: true,
         created_at: at.clone(),
         updated_at: at,
         metadata,
@@ -344,7 +294,11 @@ pub(crate) async fn spaces_of(
     Ok(spaces.into_iter().map(|s| s.guid).collect())
 }
 
-async fn list_apps(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+async fn list_apps(
+    State(api): State<Api>,
+    Extension(access): Extension<Access>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     const FILTERS: &[(&str, &str)] = &[
         ("names", "name"),
         ("guids", "guid"),
@@ -364,7 +318,16 @@ async fn list_apps(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<R
             query = query.any_of("guid", Vec::new());
         }
     }
-    page_response::<App>(&api, &mut c, q.as_deref(), &params, "/v3/apps", &query).await
+    page_response::<App>(
+        &api,
+        &access,
+        &mut c,
+        q.as_deref(),
+        &params,
+        "/v3/apps",
+        query,
+    )
+    .await
 }
 
 async fn update_app(
@@ -423,57 +386,102 @@ async fn delete_app(
     let _serial = api.lock_app(&guid).await;
     let mut tx = store::begin(&api.inner.pool).await?;
     let app: App = store::fetch(&mut tx, &guid).await?;
-    let processes: Vec<Process> = store::find(&mut tx, &Query::new().eq("app_guid", &guid)).await?;
-    let packages: Vec<Package> = store::find(&mut tx, &Query::new().eq("app_guid", &guid)).await?;
-    let droplets: Vec<Droplet> = store::find(&mut tx, &Query::new().eq("app_guid", &guid)).await?;
-    let builds: Vec<Build> = store::find(&mut tx, &Query::new().eq("app_guid", &guid)).await?;
-    for pr in &processes {
-        store::delete::<Process>(&mut tx, &pr.guid).await?;
-        store::delete::<Desired>(&mut tx, &pr.guid).await?;
-    }
-    for pk in &packages {
-        store::delete::<Package>(&mut tx, &pk.guid).await?;
-    }
-    for d in &droplets {
-        store::delete::<Droplet>(&mut tx, &d.guid).await?;
-    }
-    for b in &builds {
-        store::delete::<Build>(&mut tx, &b.guid).await?;
-    }
-    let routes: Vec<Route> =
-        store::find(&mut tx, &Query::new().eq("space_guid", &app.space_guid)).await?;
-    for mut r in routes {
-        let before = r.destinations.len();
-        r.destinations.retain(|d| d.app_guid != guid);
-        if r.destinations.len() != before {
-            r.updated_at = now();
-            store::put(&mut tx, &r).await?;
-        }
-    }
-    store::delete::<App>(&mut tx, &guid).await?;
-    audit_app(
-        &mut tx,
-        "audit.app.delete-request",
-        &p,
-        &app,
-        json!({"request": {"recursive": true}}),
-    )
-    .await?;
+    let deleted = delete_app_in_tx(&mut tx, &p, &app).await?;
     let job = Job::completed("app.delete", None);
     store::insert(&mut tx, &job).await?;
     tx.commit().await?;
-    for pr in &processes {
-        api.inner.runtime.remove(&pr.guid).await;
+    deleted.finish(&api).await;
+    Ok(accepted_job(&api, &job.guid))
+}
+
+/// What deleting an app leaves to do after its transaction commits.
+pub(crate) struct DeletedApp {
+    processes: Vec<String>,
+    running_tasks: Vec<String>,
+    blobs: Vec<String>,
+}
+
+impl DeletedApp {
+    /// Stops the app's processes and removes its blobs. Blobs go after the
+    /// commit: a leftover blob is garbage, a missing one under a live record
+    /// would be an error.
+    pub(crate) async fn finish(self, api: &Api) {
+        for process in &self.processes {
+            api.inner.runtime.remove(process).await;
+        }
+        for task in &self.running_tasks {
+            api.inner.runtime.cancel_task(task).await;
+        }
+        for key in &self.blobs {
+            let _ = api.inner.blobs.delete(key).await;
+        }
     }
-    // Blobs go after the commit: a leftover blob is garbage, a missing one
-    // under a live record would be an error.
+}
+
+/// Deletes an app with its processes, packages, droplets, builds and tasks,
+/// and unmaps it from its routes, in the caller's transaction.
+pub(crate) async fn delete_app_in_tx(
+    tx: &mut SqliteConnection,
+    p: &Principal,
+    app: &App,
+) -> ApiResult<DeletedApp> {
+    let guid = &app.guid;
+    let owned = Query::new().eq("app_guid", guid);
+    let processes: Vec<Process> = store::find(tx, &owned).await?;
+    let packages: Vec<Package> = store::find(tx, &owned).await?;
+    let droplets: Vec<Droplet> = store::find(tx, &owned).await?;
+    let builds: Vec<Build> = store::find(tx, &owned).await?;
+    let tasks: Vec<crate::model::Task> = store::find(tx, &owned).await?;
+    for pr in &processes {
+        store::delete::<Process>(tx, &pr.guid).await?;
+        store::delete::<Desired>(tx, &pr.guid).await?;
+    }
     for pk in &packages {
-        let _ = api.inner.blobs.delete(&pk.blob_key()).await;
+        store::delete::<Package>(tx, &pk.guid).await?;
     }
     for d in &droplets {
-        let _ = api.inner.blobs.delete(&d.blob_key).await;
+        store::delete::<Droplet>(tx, &d.guid).await?;
     }
-    Ok(accepted_job(&api, &job.guid))
+    for b in &builds {
+        store::delete::<Build>(tx, &b.guid).await?;
+    }
+    for t in &tasks {
+        store::delete::<crate::model::Task>(tx, &t.guid).await?;
+    }
+    let bindings: Vec<crate::services::Binding> = store::find(tx, &owned).await?;
+    for b in &bindings {
+        store::delete::<crate::services::Binding>(tx, &b.guid).await?;
+    }
+    let routes: Vec<Route> =
+        store::find(tx, &Query::new().eq("space_guid", &app.space_guid)).await?;
+    for mut r in routes {
+        let before = r.destinations.len();
+        r.destinations.retain(|d| &d.app_guid != guid);
+        if r.destinations.len() != before {
+            r.updated_at = now();
+            store::put(tx, &r).await?;
+        }
+    }
+    store::delete::<App>(tx, guid).await?;
+    audit_app(
+        tx,
+        "audit.app.delete-request",
+        p,
+        app,
+        json!({"request": {"recursive": true}}),
+    )
+    .await?;
+    let mut blobs: Vec<String> = packages.iter().map(Package::blob_key).collect();
+    blobs.extend(droplets.into_iter().map(|d| d.blob_key));
+    Ok(DeletedApp {
+        processes: processes.into_iter().map(|p| p.guid).collect(),
+        running_tasks: tasks
+            .into_iter()
+            .filter(|t| !t.is_final())
+            .map(|t| t.guid)
+            .collect(),
+        blobs,
+    })
 }
 
 /// The URIs of every route mapped to this process.
@@ -540,6 +548,10 @@ pub(crate) async fn desired_process(
             timeout_secs: process.health_check_timeout,
             invocation_timeout_secs: process.health_check_invocation_timeout,
         },
+        vcap_services: crate::services::vcap_services(c, &app.guid)
+            .await?
+            .to_string(),
+        log_rate_limit: process.log_rate_limit,
     })
 }
 
@@ -639,6 +651,9 @@ async fn act(
         Vec::new()
     };
     let app: App = store::fetch(&mut tx, &guid).await?;
+    if let (true, Some(droplet)) = (action.start, &app.droplet_guid) {
+        crate::deployments::record_revision(&mut tx, &app, droplet, None).await?;
+    }
     audit_app(&mut tx, action.event, &p, &app, json!({})).await?;
     tx.commit().await?;
     api.api_log(&guid, &format!("{} app with guid {guid}", action.verb));
@@ -705,7 +720,7 @@ pub(crate) async fn resume(api: &Api) -> ApiResult<()> {
     for app in started {
         redesire(api, &app.guid, |_, _| {}).await?;
     }
-    Ok(())
+    crate::deployments::resume(api).await
 }
 
 /// Uploads and stagings run in tasks of the previous platform process; after
@@ -903,11 +918,12 @@ async fn get_env(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<
     .await?;
     let uris = process_uris(&mut c, &app, "web").await?;
     let (mem, disk) = web.map(|w| (w.memory_mb, w.disk_mb)).unwrap_or((0, 0));
+    let services = crate::services::vcap_services(&mut c, &app.guid).await?;
     Ok(ok(json!({
         "staging_env_json": {},
         "running_env_json": {},
         "environment_variables": app.env,
-        "system_env_json": {"VCAP_SERVICES": {}},
+        "system_env_json": {"VCAP_SERVICES": services},
         "application_env_json": {"VCAP_APPLICATION": vcap_application(&api, &app, &space, &org, &uris, mem, disk)},
     })))
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::apps::{app_context, audit_app, resolve_buildpacks, Lifecycle};
+use crate::authz::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{
     accepted_job, below, created, index, list, ok, parse_json, require, show, Listed,
@@ -247,6 +248,7 @@ async fn stage(api: &Api, p: &Principal, request: StageRequest) -> ApiResult<()>
 /// The app's droplets; `current=true` answers the current droplet alone.
 async fn app_droplets(
     State(api): State<Api>,
+    Extension(access): Extension<Access>,
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
@@ -268,7 +270,7 @@ async fn app_droplets(
             .join("&")
     });
     let path = format!("/v3/apps/{guid}/droplets");
-    list::<Droplet>(&api, stripped.as_deref(), &path, base_q).await
+    list::<Droplet>(&api, &access, stripped.as_deref(), &path, base_q).await
 }
 
 async fn download_droplet(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {

@@ -1,5 +1,5 @@
 //! Lists of resources Ingot does not have yet (services, sidecars,
-//! deployments, roles…): they answer an empty page instead of a 404, so
+//! deployments, quotas…): they answer an empty page instead of a 404, so
 //! clients that look them up on the way (the cf CLI's `push`, `app`,
 //! `delete`) keep working.
 
@@ -17,17 +17,12 @@ use crate::Api;
 pub(crate) fn routes() -> Router<Api> {
     let mut router = Router::new();
     for path in [
-        "/v3/service_instances",
-        "/v3/service_credential_bindings",
         "/v3/service_route_bindings",
         "/v3/service_offerings",
         "/v3/service_plans",
         "/v3/service_brokers",
-        "/v3/deployments",
         "/v3/security_groups",
-        "/v3/roles",
         "/v3/apps/{guid}/sidecars",
-        "/v3/apps/{guid}/revisions",
         "/v3/isolation_segments",
         "/v3/organization_quotas",
         "/v3/space_quotas",

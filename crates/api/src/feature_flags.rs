@@ -57,6 +57,7 @@ struct FeatureFlag {
 impl Doc for FeatureFlag {
     const TABLE: &'static str = "cc_feature_flags";
     const KIND: &'static str = "Feature flag";
+    const SCOPE: crate::authz::Scope = crate::authz::Scope::Everyone;
     fn guid(&self) -> &str {
         &self.name
     }
@@ -75,6 +76,13 @@ fn default_of(name: &str) -> ApiResult<bool> {
         .find(|(n, _)| *n == name)
         .map(|(_, enabled)| *enabled)
         .ok_or_else(|| ApiError::not_found(FeatureFlag::KIND))
+}
+
+/// Whether the flag is enabled (its stored value, else its default).
+pub(crate) async fn enabled(c: &mut sqlx::SqliteConnection, name: &str) -> ApiResult<bool> {
+    let default = default_of(name)?;
+    let stored: Option<FeatureFlag> = store::get(c, name).await?;
+    Ok(stored.map_or(default, |f| f.enabled))
 }
 
 fn render(api: &Api, name: &str, default: bool, stored: Option<&FeatureFlag>) -> Value {

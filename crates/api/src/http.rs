@@ -8,12 +8,13 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
+use axum::{Extension, Router};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
+use crate::authz::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::model::Render;
 use crate::store::{Doc, Query};
@@ -48,6 +49,10 @@ pub(crate) fn router(api: Api) -> Router {
         .merge(crate::empty::routes())
         .merge(crate::feature_flags::routes())
         .merge(crate::tasks::routes())
+        .merge(crate::roles::routes())
+        .merge(crate::deployments::routes())
+        .merge(crate::ssh::routes())
+        .merge(crate::services::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
             authenticate,
@@ -95,18 +100,21 @@ pub(crate) fn may_read(principal: &Principal) -> bool {
     has_any(principal, READ_SCOPES)
 }
 
-/// Whether the token may write. CF checks the scope first
-/// (`cloud_controller.write`, or admin), then the user's org and space
-/// roles; Ingot has no roles yet, so only admins pass the second check, and
-/// `cloud_controller.admin` alone passes both (as in CF).
+/// Whether the token may write at all: `cloud_controller.write`, or admin.
+/// The user's org and space roles are checked next, by [`crate::authz`].
 pub(crate) fn may_write(principal: &Principal) -> bool {
-    principal.is_admin()
+    has_any(
+        principal,
+        &["cloud_controller.write", "cloud_controller.admin"],
+    )
 }
 
 /// Every `/v3` resource needs a valid token; reads need a read scope
-/// ([`may_read`]) and writes need admin ([`may_write`]) until org and space
-/// roles exist. A refusal is CF's 403 `CF-NotAuthorized`.
-async fn authenticate(State(api): State<Api>, mut req: Request, next: Next) -> Response {
+/// ([`may_read`]) and writes the write scope ([`may_write`]); then the
+/// user's roles must allow the request ([`crate::authz::authorize`]). A
+/// refusal is CF's 403 `CF-NotAuthorized`, or 404 for what the user cannot
+/// see.
+async fn authenticate(State(api): State<Api>, req: Request, next: Next) -> Response {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -128,8 +136,22 @@ async fn authenticate(State(api): State<Api>, mut req: Request, next: Next) -> R
     if !allowed {
         return ApiError::NotAuthorized.into_response();
     }
+    let access = match load_access(&api, &principal).await {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let mut req = match crate::authz::authorize(&api, &access, req).await {
+        Ok(req) => req,
+        Err(e) => return e.into_response(),
+    };
     req.extensions_mut().insert(principal);
+    req.extensions_mut().insert(access);
     next.run(req).await
+}
+
+async fn load_access(api: &Api, principal: &Principal) -> ApiResult<Access> {
+    let mut c = api.inner.pool.acquire().await?;
+    Access::load(&mut c, principal).await
 }
 
 /// 200 with a JSON body.
@@ -403,15 +425,17 @@ pub(crate) async fn show<T: Render>(
 /// `GET /v3/<kind>`.
 pub(crate) async fn index<T: Listed>(
     State(api): State<Api>,
+    Extension(access): Extension<Access>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let path = format!("/v3/{}", T::NAME);
-    list::<T>(&api, raw.as_deref(), &path, T::base_query()).await
+    list::<T>(&api, &access, raw.as_deref(), &path, T::base_query()).await
 }
 
 /// `GET /v3/<parents>/:guid/<kind>`: the parent's own, 404 without the parent.
 pub(crate) async fn below<P: Parent, T: Listed>(
     State(api): State<Api>,
+    Extension(access): Extension<Access>,
     Path(guid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
@@ -419,6 +443,7 @@ pub(crate) async fn below<P: Parent, T: Listed>(
     let path = format!("/v3/{}/{guid}/{}", P::NAME, T::NAME);
     list::<T>(
         &api,
+        &access,
         raw.as_deref(),
         &path,
         T::base_query().eq(P::KEY, &guid),
@@ -430,6 +455,7 @@ pub(crate) async fn below<P: Parent, T: Listed>(
 /// narrowed by `T`'s filters and ordered as asked.
 pub(crate) async fn list<T: Listed>(
     api: &Api,
+    access: &Access,
     raw: Option<&str>,
     path: &str,
     base: Query,
@@ -437,20 +463,22 @@ pub(crate) async fn list<T: Listed>(
     let params = ListParams::parse(raw, &ListParams::names(T::FILTERS), T::ORDERS)?;
     let q = params.narrow(base, T::FILTERS);
     let mut c = api.inner.pool.acquire().await?;
-    page_response::<T>(api, &mut c, raw, &params, path, &q).await
+    page_response::<T>(api, access, &mut c, raw, &params, path, q).await
 }
 
-/// One page of the documents matching `q`, in CF's list envelope with the
-/// `included` block the client asked for.
+/// One page of the documents matching `q` that the user can see, in CF's
+/// list envelope with the `included` block the client asked for.
 pub(crate) async fn page_response<T: Render>(
     api: &Api,
+    access: &Access,
     c: &mut sqlx::SqliteConnection,
     raw: Option<&str>,
     params: &ListParams,
     path: &str,
-    q: &Query,
+    q: Query,
 ) -> ApiResult<Response> {
-    let (docs, total) = crate::store::page::<T>(c, q, params.page, params.per_page).await?;
+    let q = access.narrow::<T>(c, q).await?;
+    let (docs, total) = crate::store::page::<T>(c, &q, params.page, params.per_page).await?;
     let base = &api.inner.config.external_url;
     let resources = docs.iter().map(|d| d.render(base)).collect();
     let body = params.envelope(api, path, total, resources);
@@ -488,14 +516,14 @@ async fn fetch_rendered<T: Render>(
 }
 
 /// Adds CF's `included` block for `include=space`, `space.organization`,
-/// `organization`, `domain` and `app` to a list body.
+/// `organization`, `domain`, `app` and `user` to a list body.
 pub(crate) async fn with_included(
     api: &Api,
     c: &mut sqlx::SqliteConnection,
     raw: Option<&str>,
     mut body: Value,
 ) -> ApiResult<Value> {
-    use crate::model::{App, Domain, Org, Space};
+    use crate::model::{App, Domain, Org, Space, User};
     let wanted = includes(raw);
     if wanted.is_empty() {
         return Ok(body);
@@ -526,6 +554,10 @@ pub(crate) async fn with_included(
     if wants("app") {
         let apps = fetch_rendered::<App>(c, base, related_guids(&resources, "app")).await?;
         included.insert("apps".into(), Value::Array(apps));
+    }
+    if wants("user") {
+        let users = fetch_rendered::<User>(c, base, related_guids(&resources, "user")).await?;
+        included.insert("users".into(), Value::Array(users));
     }
     body["included"] = Value::Object(included);
     Ok(body)

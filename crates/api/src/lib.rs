@@ -11,9 +11,12 @@
 //! through [`TokenValidator`]. Every write is committed before the response.
 
 mod apps;
+mod authz;
 mod builds;
+mod deployments;
 mod empty;
 pub mod error;
+pub use ssh::SshGrant;
 mod feature_flags;
 mod http;
 mod manifest;
@@ -22,8 +25,11 @@ mod model;
 mod orgs;
 mod packages;
 mod processes;
+mod roles;
 mod root;
 mod routes;
+mod services;
+mod ssh;
 mod store;
 mod tasks;
 
@@ -54,6 +60,8 @@ pub struct ApiConfig {
     pub router_url: String,
     /// The SSH proxy address (`host:port`), when SSH is served.
     pub ssh_endpoint: Option<String>,
+    /// The SSH proxy's host key fingerprint (SHA-256, base64), shown in `/`.
+    pub ssh_host_key_fingerprint: Option<String>,
     /// Ingot's version, shown in `/v3/info`.
     pub version: String,
 }
@@ -265,6 +273,17 @@ pub struct DesiredProcess {
     pub uris: Vec<String>,
     /// The health check gating `RUNNING`.
     pub health_check: HealthCheck,
+    /// `VCAP_SERVICES`: the app's bound service instances, as JSON (empty
+    /// means none).
+    #[serde(default)]
+    pub vcap_services: String,
+    /// Log bytes per second an instance may write; negative is unlimited.
+    #[serde(default = "unlimited")]
+    pub log_rate_limit: i64,
+}
+
+fn unlimited() -> i64 {
+    -1
 }
 
 /// One instance of a process as the runtime sees it.
@@ -296,6 +315,38 @@ pub struct InstanceReport {
 pub trait TokenValidator: Send + Sync {
     /// Checks the `Authorization` header's value.
     fn validate(&self, authorization: Option<&str>) -> Result<Principal, TokenProblem>;
+}
+
+/// The token server's user records, for the Cloud Controller to map user
+/// names to guids (`cf set-space-role NAME …`) and back. Implemented by the
+/// binary over the auth crate; without one, only users the API already
+/// knows can be named.
+#[async_trait::async_trait]
+pub trait UserDirectory: Send + Sync {
+    /// The guid of the user with this name (and origin, `uaa` if `None`).
+    async fn user_guid(&self, username: &str, origin: Option<&str>) -> Option<String>;
+    /// The name of the user with this guid.
+    async fn username(&self, user_guid: &str) -> Option<String>;
+}
+
+/// An app's syslog drains (from its bindings to user-provided service
+/// instances with a `syslog_drain_url`), with the names drains label lines with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppDrains {
+    /// The app's guid.
+    pub app_guid: String,
+    /// The app's name.
+    pub app_name: String,
+    /// Its space's guid.
+    pub space_guid: String,
+    /// Its space's name.
+    pub space_name: String,
+    /// Its organization's guid.
+    pub org_guid: String,
+    /// Its organization's name.
+    pub org_name: String,
+    /// The drain URLs.
+    pub urls: Vec<String>,
 }
 
 /// The user a valid token speaks for.
@@ -360,6 +411,7 @@ pub(crate) struct Inner {
     /// One lock per app, held from the database transaction through the
     /// runtime call, so that concurrent start/stop/scale/delete of an app
     /// reach the runtime in the order they were committed.
+    pub(crate) users: std::sync::RwLock<Option<Arc<dyn UserDirectory>>>,
     pub(crate) app_locks:
         std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -391,6 +443,7 @@ impl Api {
                 runtime,
                 config,
                 metrics: http::Metrics::default(),
+                users: std::sync::RwLock::new(None),
                 app_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
                 upload_limit: std::sync::atomic::AtomicU64::new(packages::MAX_UPLOAD_BYTES),
             }),
@@ -427,9 +480,70 @@ impl Api {
         tasks::record_completion(self, completion).await
     }
 
+    /// Whether the user may read the logs and metrics of `source_id`: an app's
+    /// need a role that sees its space (CF's log access check); any other
+    /// source (platform components) needs a global read scope.
+    pub async fn may_read_logs(
+        &self,
+        principal: &Principal,
+        source_id: &str,
+    ) -> Result<bool, ApiError> {
+        let mut c = self.inner.pool.acquire().await?;
+        let access = authz::Access::load(&mut c, principal).await?;
+        match store::get::<model::App>(&mut c, source_id).await? {
+            Some(app) => Ok(access.can_read_space(&app.space_guid)),
+            None => Ok(access.reads_everything()),
+        }
+    }
+
+    /// Decides an SSH login to instance `index` of a process for the user a
+    /// code or token stood for (`None`: neither was valid), and records the
+    /// decision as an audit event and an `SSH` log line. `Ok(Err(reason))`
+    /// is a refusal.
+    pub async fn authorize_ssh(
+        &self,
+        principal: Option<&Principal>,
+        process_guid: &str,
+        index: u32,
+        instance_running: bool,
+        remote: &str,
+    ) -> Result<Result<SshGrant, String>, ApiError> {
+        ssh::authorize(
+            self,
+            principal,
+            process_guid,
+            index,
+            instance_running,
+            remote,
+        )
+        .await
+    }
+
+    /// Every app with a bound syslog drain, for the log forwarder.
+    pub async fn syslog_drains(&self) -> Result<Vec<AppDrains>, ApiError> {
+        services::syslog_drains(self).await
+    }
+
     /// The HTTP surface: `/`, `/v2/info`, `/v3/…`.
     pub fn router(&self) -> axum::Router {
         http::router(self.clone())
+    }
+
+    /// Sets the token server's user directory (see [`UserDirectory`]).
+    pub fn set_user_directory(&self, users: Arc<dyn UserDirectory>) {
+        *self
+            .inner
+            .users
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(users);
+    }
+
+    pub(crate) fn user_directory(&self) -> Option<Arc<dyn UserDirectory>> {
+        self.inner
+            .users
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Sets the largest package or buildpack upload accepted (default 1 GiB).

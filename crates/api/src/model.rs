@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::authz::Scope;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -41,7 +42,7 @@ impl Metadata {
         metadata
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json!({"labels": self.labels, "annotations": self.annotations})
     }
 
@@ -64,15 +65,28 @@ impl Metadata {
     }
 }
 
-fn link(base: &str, path: &str) -> Value {
+/// `{"href": base + path}`.
+pub(crate) fn link(base: &str, path: &str) -> Value {
     json!({"href": format!("{base}{path}")})
 }
 
-fn link_method(base: &str, path: &str, method: &str) -> Value {
+/// A link with the method to use.
+pub(crate) fn link_method(base: &str, path: &str, method: &str) -> Value {
     json!({"href": format!("{base}{path}"), "method": method})
 }
 
-fn rel(guid: Option<&str>) -> Value {
+/// -1: no limit on an instance's log rate.
+fn unlimited_log_rate() -> i64 {
+    -1
+}
+
+/// `true`, the default of the switches that are on unless turned off.
+fn yes() -> bool {
+    true
+}
+
+/// A to-one relationship, `{"data": null}` when unset.
+pub(crate) fn rel(guid: Option<&str>) -> Value {
     match guid {
         Some(g) => json!({"data": {"guid": g}}),
         None => json!({"data": null}),
@@ -87,17 +101,18 @@ pub(crate) trait Render: Doc {
 }
 
 macro_rules! doc {
-    ($ty:ty, $table:literal, $kind:literal) => {
+    ($ty:ty, $table:literal, $kind:literal, $scope:expr) => {
         impl Doc for $ty {
             const TABLE: &'static str = $table;
             const KIND: &'static str = $kind;
+            const SCOPE: crate::authz::Scope = $scope;
             fn guid(&self) -> &str {
                 &self.guid
             }
         }
     };
-    ($ty:ty, $table:literal, $kind:literal, rendered) => {
-        doc!($ty, $table, $kind);
+    ($ty:ty, $table:literal, $kind:literal, $scope:expr, rendered) => {
+        doc!($ty, $table, $kind, $scope);
         impl Render for $ty {
             fn render(&self, base: &str) -> Value {
                 self.json(base)
@@ -116,7 +131,7 @@ pub(crate) struct Org {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Org, "cc_orgs", "Organization", rendered);
+doc!(Org, "cc_orgs", "Organization", Scope::Org("guid"), rendered);
 
 impl Org {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -140,12 +155,15 @@ pub(crate) struct Space {
     pub guid: String,
     pub name: String,
     pub org_guid: String,
+    /// `allow-space-ssh` / `disallow-space-ssh`.
+    #[serde(default = "yes")]
+    pub allow_ssh: bool,
     pub created_at: String,
     pub updated_at: String,
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Space, "cc_spaces", "Space", rendered);
+doc!(Space, "cc_spaces", "Space", Scope::Space("guid"), rendered);
 
 impl Space {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -175,7 +193,7 @@ pub(crate) struct Domain {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Domain, "cc_domains", "Domain", rendered);
+doc!(Domain, "cc_domains", "Domain", Scope::Everyone, rendered);
 
 impl Domain {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -205,7 +223,7 @@ pub(crate) struct Stack {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Stack, "cc_stacks", "Stack", rendered);
+doc!(Stack, "cc_stacks", "Stack", Scope::Everyone, rendered);
 
 impl Stack {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -238,7 +256,13 @@ pub(crate) struct Buildpack {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Buildpack, "cc_buildpacks", "Buildpack", rendered);
+doc!(
+    Buildpack,
+    "cc_buildpacks",
+    "Buildpack",
+    Scope::Everyone,
+    rendered
+);
 
 impl Buildpack {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -264,7 +288,7 @@ pub(crate) struct User {
     pub created_at: String,
     pub updated_at: String,
 }
-doc!(User, "cc_users", "User", rendered);
+doc!(User, "cc_users", "User", Scope::User, rendered);
 
 impl User {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -288,12 +312,15 @@ pub(crate) struct App {
     pub stack: String,
     pub env: Map<String, Value>,
     pub droplet_guid: Option<String>,
+    /// `enable-ssh` / `disable-ssh`.
+    #[serde(default = "yes")]
+    pub ssh_enabled: bool,
     pub created_at: String,
     pub updated_at: String,
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(App, "cc_apps", "App", rendered);
+doc!(App, "cc_apps", "App", Scope::Space("space_guid"), rendered);
 
 impl App {
     pub(crate) fn lifecycle_json(&self) -> Value {
@@ -356,13 +383,16 @@ pub(crate) struct Process {
     pub health_check_endpoint: Option<String>,
     pub health_check_timeout: Option<u64>,
     pub health_check_invocation_timeout: Option<u64>,
+    /// Log bytes per second per instance; -1 is unlimited.
+    #[serde(default = "unlimited_log_rate")]
+    pub log_rate_limit: i64,
     pub version: String,
     pub created_at: String,
     pub updated_at: String,
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Process, "cc_processes", "Process");
+doc!(Process, "cc_processes", "Process", Scope::App("app_guid"));
 
 /// Memory of a new process. CF's default is 1024 MB; Ingot's machines are
 /// small, so 256 MB.
@@ -386,6 +416,7 @@ impl Process {
             health_check_endpoint: None,
             health_check_timeout: None,
             health_check_invocation_timeout: None,
+            log_rate_limit: -1,
             version: new_guid(),
             created_at: at.clone(),
             updated_at: at,
@@ -414,7 +445,7 @@ impl Process {
             "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
             "type": self.kind, "command": self.effective_command(droplet),
             "instances": self.instances, "memory_in_mb": self.memory_mb, "disk_in_mb": self.disk_mb,
-            "log_rate_limit_in_bytes_per_second": -1,
+            "log_rate_limit_in_bytes_per_second": self.log_rate_limit,
             "health_check": {"type": self.health_check_type, "data": {
                 "timeout": self.health_check_timeout,
                 "invocation_timeout": self.health_check_invocation_timeout,
@@ -451,7 +482,13 @@ pub(crate) struct Package {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Package, "cc_packages", "Package", rendered);
+doc!(
+    Package,
+    "cc_packages",
+    "Package",
+    Scope::App("app_guid"),
+    rendered
+);
 
 impl Package {
     pub(crate) fn blob_key(&self) -> String {
@@ -506,7 +543,13 @@ pub(crate) struct Build {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Build, "cc_builds", "Build", rendered);
+doc!(
+    Build,
+    "cc_builds",
+    "Build",
+    Scope::App("app_guid"),
+    rendered
+);
 
 impl Build {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -561,7 +604,13 @@ pub(crate) struct Droplet {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Droplet, "cc_droplets", "Droplet", rendered);
+doc!(
+    Droplet,
+    "cc_droplets",
+    "Droplet",
+    Scope::App("app_guid"),
+    rendered
+);
 
 impl Droplet {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -626,7 +675,7 @@ pub(crate) struct Route {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Route, "cc_routes", "Route");
+doc!(Route, "cc_routes", "Route", Scope::Space("space_guid"));
 
 impl Route {
     /// `host.domain/path` (or `domain/path` without a host).
@@ -672,7 +721,7 @@ pub(crate) struct Job {
     pub created_at: String,
     pub updated_at: String,
 }
-doc!(Job, "cc_jobs", "Job", rendered);
+doc!(Job, "cc_jobs", "Job", Scope::Everyone, rendered);
 
 impl Job {
     pub(crate) fn new(operation: &str, resource: Option<(String, String)>) -> Self {
@@ -734,7 +783,13 @@ pub(crate) struct Event {
     pub created_at: String,
     pub updated_at: String,
 }
-doc!(Event, "cc_events", "Event", rendered);
+doc!(
+    Event,
+    "cc_events",
+    "Event",
+    Scope::Space("space_guid"),
+    rendered
+);
 
 impl Event {
     pub(crate) fn json(&self, base: &str) -> Value {
@@ -757,7 +812,7 @@ pub(crate) struct Desired {
     pub app_guid: String,
     pub process: DesiredProcess,
 }
-doc!(Desired, "cc_desired", "Process");
+doc!(Desired, "cc_desired", "Process", Scope::App("app_guid"));
 
 /// A one-off task run from an app's droplet.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -779,7 +834,7 @@ pub(crate) struct Task {
     #[serde(default)]
     pub metadata: Metadata,
 }
-doc!(Task, "cc_tasks", "Task", rendered);
+doc!(Task, "cc_tasks", "Task", Scope::App("app_guid"), rendered);
 
 impl Task {
     /// Whether the task has ended (`SUCCEEDED` or `FAILED`).
@@ -804,6 +859,53 @@ impl Task {
                 "cancel": link_method(base, &format!("/v3/tasks/{g}/actions/cancel"), "POST"),
                 "droplet": link(base, &format!("/v3/droplets/{}", self.droplet_guid)),
             }
+        })
+    }
+}
+
+/// One role of a user: an organization role (`space_guid` empty) or a space
+/// role. Space roles also record the space's organization, so that the roles
+/// visible in an organization are one query.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Role {
+    pub guid: String,
+    /// CF's role type, e.g. `space_developer`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub user_guid: String,
+    pub org_guid: String,
+    pub space_guid: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+doc!(Role, "cc_roles", "Role", Scope::Role, rendered);
+
+impl Role {
+    pub(crate) fn json(&self, base: &str) -> Value {
+        let g = &self.guid;
+        let mut links = json!({
+            "self": link(base, &format!("/v3/roles/{g}")),
+            "user": link(base, &format!("/v3/users/{}", self.user_guid)),
+        });
+        let (org, space) = match &self.space_guid {
+            Some(space) => {
+                links["space"] = link(base, &format!("/v3/spaces/{space}"));
+                (None, Some(space.as_str()))
+            }
+            None => {
+                links["organization"] = link(base, &format!("/v3/organizations/{}", self.org_guid));
+                (Some(self.org_guid.as_str()), None)
+            }
+        };
+        json!({
+            "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
+            "type": self.kind,
+            "relationships": {
+                "user": rel(Some(&self.user_guid)),
+                "organization": rel(org),
+                "space": rel(space),
+            },
+            "links": links,
         })
     }
 }

@@ -4,16 +4,18 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::SqliteConnection;
 
+use crate::authz::Access;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{created, index, list, ok, parse_json, require, show, Listed};
+use crate::http::{accepted_job, created, index, list, ok, parse_json, require, show, Listed};
 use crate::model::{
-    new_guid, now, Buildpack, Domain, Event, EventParty, Job, Metadata, Org, Space, Stack, User,
+    new_guid, now, App, Buildpack, Domain, Event, EventParty, Job, Metadata, Org, Role, Route,
+    Space, Stack, User,
 };
 use crate::store::{self, Query};
 use crate::{Api, Principal};
@@ -32,15 +34,17 @@ pub(crate) const BUILTIN_BUILDPACKS: &[&str] = &[
 pub(crate) fn routes() -> Router<Api> {
     Router::new()
         .route("/v3/organizations", get(index::<Org>).post(create_org))
-        .route("/v3/organizations/{guid}", get(show::<Org>))
+        .route(
+            "/v3/organizations/{guid}",
+            get(show::<Org>).delete(delete_org),
+        )
         .route("/v3/organizations/{guid}/domains", get(org_domains))
         .route(
             "/v3/organizations/{guid}/domains/default",
             get(org_default_domain),
         )
         .route("/v3/spaces", get(index::<Space>).post(create_space))
-        .route("/v3/spaces/{guid}", get(show::<Space>))
-        .route("/v3/spaces/{guid}/features/{name}", get(space_feature))
+        .route("/v3/spaces/{guid}", get(show::<Space>).delete(delete_space))
         .route("/v3/domains", get(index::<Domain>))
         .route("/v3/domains/{guid}", get(show::<Domain>))
         .route(
@@ -52,8 +56,6 @@ pub(crate) fn routes() -> Router<Api> {
         .route("/v3/jobs/{guid}", get(show::<Job>))
         .route("/v3/audit_events", get(index::<Event>))
         .route("/v3/audit_events/{guid}", get(show::<Event>))
-        .route("/v3/users", get(index::<User>))
-        .route("/v3/users/{guid}", get(show::<User>))
 }
 
 /// Filters by name and guid, ordered by name too.
@@ -97,12 +99,6 @@ impl Listed for Event {
     ];
 }
 
-impl Listed for User {
-    const NAME: &'static str = "users";
-    const FILTERS: &'static [(&'static str, &'static str)] =
-        &[("guids", "guid"), ("usernames", "username")];
-}
-
 pub(crate) async fn bootstrap(api: &Api, admin_guid: &str, admin_name: &str) -> ApiResult<()> {
     let mut tx = store::begin(&api.inner.pool).await?;
     let at = now();
@@ -121,6 +117,7 @@ pub(crate) async fn bootstrap(api: &Api, admin_guid: &str, admin_name: &str) -> 
             guid: new_guid(),
             name: "dev".into(),
             org_guid: org.guid.clone(),
+            allow_ssh: true,
             created_at: at.clone(),
             updated_at: at.clone(),
             metadata: Metadata::default(),
@@ -278,7 +275,14 @@ fn require_name(name: Option<String>) -> ApiResult<String> {
     }
 }
 
-async fn create_org(State(api): State<Api>, body: Bytes) -> ApiResult<Response> {
+/// `POST /v3/organizations`: admins, or anyone with the write scope while
+/// the `user_org_creation` feature flag is on (the creator then manages it).
+async fn create_org(
+    State(api): State<Api>,
+    Extension(p): Extension<Principal>,
+    Extension(access): Extension<Access>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let req: NewOrg = parse_json(&body)?;
     let name = require_name(req.name)?;
     let at = now();
@@ -299,7 +303,15 @@ async fn create_org(State(api): State<Api>, body: Bytes) -> ApiResult<Response> 
             "Organization '{name}' already exists."
         )));
     }
-    store::insert(&mut tx, &org).await?;
+    if !access.is_admin() {
+        if !crate::feature_flags::enabled(&mut tx, "user_org_creation").await? {
+            return Err(ApiError::NotAuthorized);
+        }
+        store::insert(&mut tx, &org).await?;
+        crate::roles::grant_creator(&mut tx, &p, &org.guid).await?;
+    } else {
+        store::insert(&mut tx, &org).await?;
+    }
     tx.commit().await?;
     Ok(created(org.json(&api.inner.config.external_url)))
 }
@@ -307,12 +319,13 @@ async fn create_org(State(api): State<Api>, body: Bytes) -> ApiResult<Response> 
 /// Every domain is shared, so every organization sees them all.
 async fn org_domains(
     State(api): State<Api>,
+    Extension(access): Extension<Access>,
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     require::<Org>(&api, &guid).await?;
     let path = format!("/v3/organizations/{guid}/domains");
-    list::<Domain>(&api, q.as_deref(), &path, Query::new()).await
+    list::<Domain>(&api, &access, q.as_deref(), &path, Query::new()).await
 }
 
 async fn org_default_domain(
@@ -378,6 +391,7 @@ async fn create_space(State(api): State<Api>, body: Bytes) -> ApiResult<Response
         guid: new_guid(),
         name,
         org_guid,
+        allow_ssh: true,
         created_at: at.clone(),
         updated_at: at,
         metadata: Metadata::from_request(req.metadata.as_ref()),
@@ -385,22 +399,6 @@ async fn create_space(State(api): State<Api>, body: Bytes) -> ApiResult<Response
     store::insert(&mut tx, &space).await?;
     tx.commit().await?;
     Ok(created(space.json(&api.inner.config.external_url)))
-}
-
-async fn space_feature(
-    State(api): State<Api>,
-    Path((guid, name)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    let mut c = api.inner.pool.acquire().await?;
-    store::fetch::<Space>(&mut c, &guid).await?;
-    if name != "ssh" {
-        return Err(ApiError::not_found("Feature"));
-    }
-    Ok(ok(serde_json::json!({
-        "name": "ssh",
-        "description": "Enable SSHing into apps in the space.",
-        "enabled": api.inner.config.ssh_endpoint.is_some(),
-    })))
 }
 
 #[derive(Deserialize)]
@@ -427,4 +425,107 @@ async fn route_reservations(
         .await?
         .is_some();
     Ok(ok(serde_json::json!({"matching_route": found})))
+}
+
+/// Deletes a space with everything in it (apps, routes, roles), in the
+/// caller's transaction; returns what is left to do after the commit.
+async fn delete_space_in_tx(
+    c: &mut SqliteConnection,
+    p: &Principal,
+    space: &Space,
+) -> ApiResult<Vec<crate::apps::DeletedApp>> {
+    let inside = Query::new().eq("space_guid", &space.guid);
+    let apps: Vec<App> = store::find(c, &inside).await?;
+    let mut deleted = Vec::new();
+    for app in &apps {
+        deleted.push(crate::apps::delete_app_in_tx(c, p, app).await?);
+    }
+    let routes: Vec<Route> = store::find(c, &inside).await?;
+    for route in routes {
+        store::delete::<Route>(c, &route.guid).await?;
+    }
+    let roles: Vec<Role> = store::find(c, &inside).await?;
+    for role in roles {
+        store::delete::<Role>(c, &role.guid).await?;
+    }
+    let instances: Vec<crate::services::ServiceInstance> = store::find(c, &inside).await?;
+    for instance in instances {
+        store::delete::<crate::services::ServiceInstance>(c, &instance.guid).await?;
+    }
+    store::delete::<Space>(c, &space.guid).await?;
+    audit(
+        c,
+        "audit.space.delete-request",
+        user_actor(p),
+        EventParty {
+            guid: space.guid.clone(),
+            kind: "space".into(),
+            name: space.name.clone(),
+        },
+        serde_json::json!({"request": {"recursive": true}}),
+        None,
+        Some(&space.org_guid),
+    )
+    .await?;
+    Ok(deleted)
+}
+
+/// `DELETE /v3/spaces/:guid`: the space and everything in it, as a job.
+async fn delete_space(
+    State(api): State<Api>,
+    Extension(p): Extension<Principal>,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    let mut tx = store::begin(&api.inner.pool).await?;
+    let space: Space = store::fetch(&mut tx, &guid).await?;
+    let deleted = delete_space_in_tx(&mut tx, &p, &space).await?;
+    let job = Job::completed("space.delete", None);
+    store::insert(&mut tx, &job).await?;
+    tx.commit().await?;
+    for app in deleted {
+        app.finish(&api).await;
+    }
+    Ok(accepted_job(&api, &job.guid))
+}
+
+/// `DELETE /v3/organizations/:guid` (admins only): the organization, its
+/// spaces and everything in them, as a job.
+async fn delete_org(
+    State(api): State<Api>,
+    Extension(p): Extension<Principal>,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    let mut tx = store::begin(&api.inner.pool).await?;
+    let org: Org = store::fetch(&mut tx, &guid).await?;
+    let spaces: Vec<Space> = store::find(&mut tx, &Query::new().eq("org_guid", &guid)).await?;
+    let mut deleted = Vec::new();
+    for space in &spaces {
+        deleted.extend(delete_space_in_tx(&mut tx, &p, space).await?);
+    }
+    let roles: Vec<Role> = store::find(&mut tx, &Query::new().eq("org_guid", &guid)).await?;
+    for role in roles {
+        store::delete::<Role>(&mut tx, &role.guid).await?;
+    }
+    store::delete::<Org>(&mut tx, &guid).await?;
+    audit(
+        &mut tx,
+        "audit.organization.delete-request",
+        user_actor(&p),
+        EventParty {
+            guid: org.guid.clone(),
+            kind: "organization".into(),
+            name: org.name.clone(),
+        },
+        serde_json::json!({"request": {"recursive": true}}),
+        None,
+        Some(&org.guid),
+    )
+    .await?;
+    let job = Job::completed("organization.delete", None);
+    store::insert(&mut tx, &job).await?;
+    tx.commit().await?;
+    for app in deleted {
+        app.finish(&api).await;
+    }
+    Ok(accepted_job(&api, &job.guid))
 }

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use sqlx::SqliteConnection;
 
 use crate::apps::{app_target, audit_app, redesire};
+use crate::authz::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ok, parse_json, require, ListParams};
 use crate::model::{now, App, Droplet, EventParty, Process, Space};
@@ -79,7 +80,13 @@ async fn by_type(api: &Api, app_guid: &str, kind: &str) -> ApiResult<Process> {
     .ok_or_else(|| ApiError::not_found("Process"))
 }
 
-async fn list_with(api: &Api, raw: Option<&str>, path: &str, base: Query) -> ApiResult<Response> {
+async fn list_with(
+    api: &Api,
+    access: &Access,
+    raw: Option<&str>,
+    path: &str,
+    base: Query,
+) -> ApiResult<Response> {
     const FILTERS: &[(&str, &str)] = &[
         ("types", "type"),
         ("guids", "guid"),
@@ -95,6 +102,7 @@ async fn list_with(api: &Api, raw: Option<&str>, path: &str, base: Query) -> Api
             store::find(&mut c, &Query::new().any_of("space_guid", spaces)).await?;
         q = q.any_of("app_guid", apps.into_iter().map(|a| a.guid).collect());
     }
+    let q = access.narrow::<Process>(&mut c, q).await?;
     let (procs, total) = store::page::<Process>(&mut c, &q, params.page, params.per_page).await?;
     let mut resources = Vec::new();
     for p in &procs {
@@ -103,12 +111,17 @@ async fn list_with(api: &Api, raw: Option<&str>, path: &str, base: Query) -> Api
     Ok(ok(params.envelope(api, path, total, resources)))
 }
 
-async fn list_processes(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    list_with(&api, q.as_deref(), "/v3/processes", Query::new()).await
+async fn list_processes(
+    State(api): State<Api>,
+    Extension(access): Extension<Access>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    list_with(&api, &access, q.as_deref(), "/v3/processes", Query::new()).await
 }
 
 async fn list_app_processes(
     State(api): State<Api>,
+    Extension(access): Extension<Access>,
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
@@ -116,6 +129,7 @@ async fn list_app_processes(
     let path = format!("/v3/apps/{guid}/processes");
     list_with(
         &api,
+        &access,
         q.as_deref(),
         &path,
         Query::new().eq("app_guid", &guid),
@@ -246,6 +260,7 @@ struct ScaleRequest {
     instances: Option<i64>,
     memory_in_mb: Option<i64>,
     disk_in_mb: Option<i64>,
+    log_rate_limit_in_bytes_per_second: Option<i64>,
 }
 
 /// Scales a process and, when its app runs, re-desires it.
@@ -276,6 +291,14 @@ async fn scale(
             .filter(|d| *d > 0)
             .ok_or_else(|| ApiError::Unprocessable("Disk in mb must be greater than 0".into()))?;
     }
+    if let Some(l) = req.log_rate_limit_in_bytes_per_second {
+        if l < -1 {
+            return Err(ApiError::Unprocessable(
+                "Log rate limit in bytes per second must be greater than or equal to -1".into(),
+            ));
+        }
+        process.log_rate_limit = l;
+    }
     process.updated_at = now();
     store::put(&mut tx, &process).await?;
     let app: App = store::fetch(&mut tx, &process.app_guid).await?;
@@ -303,6 +326,7 @@ async fn scale(
             dp.instances = pr.instances;
             dp.memory_mb = pr.memory_mb;
             dp.disk_mb = pr.disk_mb;
+            dp.log_rate_limit = pr.log_rate_limit;
         }
     })
     .await?;

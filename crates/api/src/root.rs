@@ -32,7 +32,7 @@ async fn root(State(api): State<Api>) -> axum::response::Response {
     let c = &api.inner.config;
     let app_ssh = match &c.ssh_endpoint {
         Some(endpoint) => {
-            json!({"href": endpoint, "meta": {"host_key_fingerprint": null, "oauth_client": "ssh-proxy"}})
+            json!({"href": endpoint, "meta": {"host_key_fingerprint": c.ssh_host_key_fingerprint, "oauth_client": "ssh-proxy"}})
         }
         None => Value::Null,
     };
@@ -108,7 +108,7 @@ async fn v2_info(State(api): State<Api>) -> axum::response::Response {
         "min_cli_version": null,
         "min_recommended_cli_version": null,
         "app_ssh_endpoint": c.ssh_endpoint,
-        "app_ssh_host_key_fingerprint": null,
+        "app_ssh_host_key_fingerprint": c.ssh_host_key_fingerprint,
         "app_ssh_oauth_client": "ssh-proxy",
         "doppler_logging_endpoint": null,
         "api_version": CC_V2_VERSION,

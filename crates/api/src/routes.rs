@@ -6,13 +6,14 @@ use std::collections::BTreeSet;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::{delete, get};
-use axum::Router;
+use axum::{Extension, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::SqliteConnection;
 
 use crate::apps::{redesire, spaces_of, ToOne};
+use crate::authz::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{accepted_job, created, no_content, ok, parse_json, ListParams};
 use crate::model::{new_guid, now, App, Destination, Domain, Job, Metadata, Route, Space};
@@ -218,7 +219,11 @@ const FILTERS: &[(&str, &str)] = &[
     ("domain_guids", "domain_guid"),
 ];
 
-async fn list_routes(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+async fn list_routes(
+    State(api): State<Api>,
+    Extension(access): Extension<Access>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     let mut names = ListParams::names(FILTERS);
     names.extend(["organization_guids", "app_guids"]);
     let params = ListParams::parse(q.as_deref(), &names, &[])?;
@@ -227,6 +232,7 @@ async fn list_routes(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult
     if let Some(orgs) = params.filter("organization_guids") {
         query = query.any_of("space_guid", spaces_of(&mut c, orgs).await?);
     }
+    let query = access.narrow::<Route>(&mut c, query).await?;
     let mut routes: Vec<Route> = store::find(&mut c, &query).await?;
     if let Some(apps) = params.filter("app_guids") {
         routes.retain(|r| r.destinations.iter().any(|d| apps.contains(&d.app_guid)));

@@ -19,6 +19,8 @@ pub(crate) trait Doc: Serialize + DeserializeOwned + Send + Sync + Unpin {
     const TABLE: &'static str;
     /// CF's name for the kind in "… not found".
     const KIND: &'static str;
+    /// How lists of the kind are narrowed to what a user can see.
+    const SCOPE: crate::authz::Scope;
     /// The document's guid.
     fn guid(&self) -> &str;
 }
@@ -41,6 +43,11 @@ const TABLES: &[&str] = &[
     "cc_desired",
     "cc_feature_flags",
     "cc_tasks",
+    "cc_roles",
+    "cc_deployments",
+    "cc_revisions",
+    "cc_service_instances",
+    "cc_service_bindings",
 ];
 
 const INDEXES: &[&str] = &[
@@ -56,6 +63,12 @@ const INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS cc_droplets_app ON cc_droplets(json_extract(doc,'$.app_guid'))",
     "CREATE UNIQUE INDEX IF NOT EXISTS cc_routes_url ON cc_routes(json_extract(doc,'$.domain_guid'), json_extract(doc,'$.host'), json_extract(doc,'$.path'))",
     "CREATE INDEX IF NOT EXISTS cc_tasks_app ON cc_tasks(json_extract(doc,'$.app_guid'))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS cc_roles_unique ON cc_roles(json_extract(doc,'$.type'), json_extract(doc,'$.user_guid'), json_extract(doc,'$.org_guid'), ifnull(json_extract(doc,'$.space_guid'),''))",
+    "CREATE INDEX IF NOT EXISTS cc_roles_user ON cc_roles(json_extract(doc,'$.user_guid'))",
+    "CREATE INDEX IF NOT EXISTS cc_deployments_app ON cc_deployments(json_extract(doc,'$.app_guid'))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS cc_revisions_version ON cc_revisions(json_extract(doc,'$.app_guid'), json_extract(doc,'$.version'))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS cc_service_instances_name ON cc_service_instances(json_extract(doc,'$.space_guid'), json_extract(doc,'$.name'))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS cc_service_bindings_pair ON cc_service_bindings(json_extract(doc,'$.app_guid'), json_extract(doc,'$.service_instance_guid'))",
     "CREATE INDEX IF NOT EXISTS cc_events_target ON cc_events(json_extract(doc,'$.target.guid'))",
 ];
 

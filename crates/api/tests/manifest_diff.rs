@@ -69,7 +69,7 @@ async fn an_apps_manifest_is_generated_as_cf_does() {
         .raw(
             "GET",
             &format!("/v3/apps/{app}/manifest"),
-            Some(USER),
+            Some(ADMIN_READ_ONLY),
             "",
             Vec::new(),
         )

@@ -1,6 +1,6 @@
-//! Which tokens may read and which may write, until org and space roles
-//! exist: reads need a read scope, writes need admin; the entry points stay
-//! open to everyone.
+//! Which tokens may read and which may write: reads need a read scope,
+//! writes the write scope and then a role (see roles.rs); the entry points
+//! stay open to everyone.
 
 mod common;
 
@@ -41,7 +41,14 @@ async fn reads_need_a_read_scope() {
         assert_not_authorized(status, &body, &path);
         for token in [ADMIN, USER, WRITER, ADMIN_READ_ONLY, AUDITOR] {
             let (status, body) = h.call_as(Some(token), "GET", &path, None).await;
-            assert_eq!(status, StatusCode::OK, "{token} GET {path}: {body}");
+            // Users without a role in the space do not see it at all.
+            let hidden = path.starts_with("/v3/spaces/") && (token == USER || token == WRITER);
+            let want = if hidden {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(status, want, "{token} GET {path}: {body}");
         }
     }
 }
@@ -58,7 +65,7 @@ async fn entry_points_stay_open_to_any_token_or_none() {
 }
 
 #[tokio::test]
-async fn writes_need_admin_and_refusals_change_nothing() {
+async fn writes_need_a_role_and_refusals_change_nothing() {
     let h = Harness::new().await;
     let space = h.space_guid().await;
     for token in [USER, WRITER, ADMIN_READ_ONLY, AUDITOR, NO_SCOPES] {
@@ -70,7 +77,16 @@ async fn writes_need_admin_and_refusals_change_nothing() {
                 Some(json!({"name": "sneaky", "relationships": {"space": {"data": {"guid": space}}}})),
             )
             .await;
-        assert_not_authorized(status, &body, token);
+        if token == WRITER {
+            // The write scope, but no role: the space is not even visible.
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(
+                body["errors"][0]["detail"],
+                "Invalid space. Ensure that the space exists and you have access to it."
+            );
+        } else {
+            assert_not_authorized(status, &body, token);
+        }
         let (status, body) = h
             .call_as(
                 Some(token),

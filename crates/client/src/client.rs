@@ -395,11 +395,12 @@ pub(crate) fn with_query(url: &str, params: &[(&str, &str)]) -> String {
     }
 }
 
-/// Passes a successful answer through; turns an error answer into a
-/// [`ClientError`].
+/// Passes a successful answer (or a redirect, which is data here: the token
+/// server answers a code request with one) through; turns an error answer
+/// into a [`ClientError`].
 pub(crate) async fn check(method: Method, url: &str, resp: Response) -> Result<Response> {
     let status = resp.status();
-    if status.is_success() {
+    if status.is_success() || status.is_redirection() {
         return Ok(resp);
     }
     let body = resp.text().await.unwrap_or_default();

@@ -11,11 +11,15 @@ pub mod bits;
 pub mod cfignore;
 mod client;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod logcache;
 pub mod manifest;
+pub mod people;
 pub mod poll;
 pub mod resources;
+pub mod services;
+pub mod ssh;
 mod v3;
 
 pub use client::{Client, Endpoints, Tokens};

@@ -95,6 +95,22 @@ impl Client {
         self.wait_location(resp, timeout).await
     }
 
+    /// Deletes a space with everything in it and waits for the job.
+    pub async fn delete_space(&self, guid: &str, timeout: Duration) -> Result<()> {
+        let resp = self
+            .send_empty(Method::DELETE, &format!("/v3/spaces/{guid}"), None)
+            .await?;
+        self.wait_location(resp, timeout).await
+    }
+
+    /// Deletes an organization with everything in it and waits for the job.
+    pub async fn delete_organization(&self, guid: &str, timeout: Duration) -> Result<()> {
+        let resp = self
+            .send_empty(Method::DELETE, &format!("/v3/organizations/{guid}"), None)
+            .await?;
+        self.wait_location(resp, timeout).await
+    }
+
     /// Starts an app.
     pub async fn start_app(&self, guid: &str) -> Result<App> {
         self.app_action(guid, "start").await
@@ -312,6 +328,17 @@ impl Client {
     pub async fn process(&self, app_guid: &str, kind: &str) -> Result<Process> {
         self.get_json(&format!("/v3/apps/{app_guid}/processes/{kind}"))
             .await
+    }
+
+    /// Sets a process's log rate limit (bytes per second per instance, -1
+    /// for none).
+    pub async fn set_log_rate_limit(&self, process_guid: &str, limit: i64) -> Result<Process> {
+        self.send_json(
+            Method::POST,
+            &format!("/v3/processes/{process_guid}/actions/scale"),
+            &json!({"log_rate_limit_in_bytes_per_second": limit}),
+        )
+        .await
     }
 
     /// Scales a process (by its guid); `None` leaves that dimension as it is.

@@ -5,6 +5,7 @@
 
 mod cli;
 mod runtime;
+mod ssh_gate;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,12 @@ enum Command {
 }
 
 fn main() {
+    // `ingot ssh` runs OpenSSH with this binary as its SSH_ASKPASS: called
+    // with the prompt as its only argument, it answers with the code.
+    if let (Some(code), 2) = (cli::askpass_answer(), std::env::args().len()) {
+        println!("{code}");
+        return;
+    }
     let args = Args::parse();
     let code = match args.command {
         // These two must not start a tokio runtime: they fork and exec.

@@ -10,7 +10,7 @@ use ingot_api::{
     BuildpackRef, DesiredProcess, InstanceReport, Principal, StageFailure, StageOutcome,
     StageRequest, TaskRejected, TaskRequest, TokenProblem,
 };
-use ingot_auth::{TokenError, TokenVerifier};
+use ingot_auth::TokenError;
 use ingot_scheduler::{
     BuildpackSource, DesiredLrp, HealthCheck, HealthCheckKind, RouteEmitter, RouteTarget,
     Scheduler, StagingRequest, TaskDefinition,
@@ -120,6 +120,8 @@ impl ingot_api::Runtime for SchedulerRuntime {
             environment: process.environment,
             uris: process.uris,
             health_check,
+            vcap_services: process.vcap_services,
+            log_rate_limit: process.log_rate_limit,
         });
     }
 
@@ -204,14 +206,27 @@ impl RouteEmitter for RouterEmitter {
     }
 }
 
-/// Token checks for the API and the log-cache, over the auth verifier.
+/// Token checks for the API and the log-cache, over the token server: a
+/// token must be ours, unexpired, and its user must still exist.
 pub struct Tokens {
-    pub verifier: TokenVerifier,
+    pub auth: ingot_auth::AuthServer,
+}
+
+impl Tokens {
+    fn verify(&self, authorization: Option<&str>) -> Result<ingot_auth::Claims, TokenError> {
+        self.auth.verify_live(authorization)
+    }
 }
 
 impl ingot_api::TokenValidator for Tokens {
     fn validate(&self, authorization: Option<&str>) -> Result<Principal, TokenProblem> {
-        match self.verifier.verify(authorization) {
+        match self.verify(authorization) {
+            // A client's own token (client_credentials) speaks for the client.
+            Ok(claims) if claims.is_client() => Ok(Principal {
+                user_guid: claims.client_id.clone(),
+                user_name: claims.client_id,
+                scopes: claims.scope,
+            }),
             Ok(claims) => Ok(Principal {
                 user_guid: claims.user_id,
                 user_name: claims.user_name,
@@ -224,16 +239,21 @@ impl ingot_api::TokenValidator for Tokens {
     }
 }
 
-impl ingot_logs::ReadAuthorizer for Tokens {
-    fn authorize(
+/// Who may read logs: the firehose needs `doppler.firehose` (or
+/// `logs.admin`); an app's logs need a role that sees the app's space, as
+/// CF's log access check decides.
+pub struct LogAccess {
+    pub tokens: std::sync::Arc<Tokens>,
+    pub api: ingot_api::Api,
+}
+
+impl LogAccess {
+    fn claims(
         &self,
         authorization: Option<&str>,
-        _source_id: &str,
-    ) -> Result<(), ingot_logs::ReadDenied> {
-        // Space roles are a later issue: any valid token may read for now.
-        self.verifier
+    ) -> Result<ingot_auth::Claims, ingot_logs::ReadDenied> {
+        self.tokens
             .verify(authorization)
-            .map(|_| ())
             .map_err(|err| ingot_logs::ReadDenied {
                 status: 401,
                 message: err.to_string(),
@@ -241,19 +261,51 @@ impl ingot_logs::ReadAuthorizer for Tokens {
     }
 }
 
-impl ingot_logs::StreamAuthorizer for Tokens {
+impl ingot_logs::ReadAuthorizer for LogAccess {
+    fn authorize(
+        &self,
+        authorization: Option<&str>,
+        source_id: &str,
+    ) -> Result<(), ingot_logs::ReadDenied> {
+        let claims = self.claims(authorization)?;
+        if claims.has_scope("doppler.firehose") || claims.has_scope("logs.admin") {
+            return Ok(());
+        }
+        let principal = Principal {
+            user_guid: claims.user_id,
+            user_name: claims.user_name,
+            scopes: claims.scope,
+        };
+        // The log endpoints ask synchronously; the roles live in the
+        // database. The platform runs on tokio's multi-threaded runtime,
+        // where a handler may block its worker briefly for this.
+        let api = self.api.clone();
+        let source = source_id.to_string();
+        let allowed = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current()
+                .block_on(async move { api.may_read_logs(&principal, &source).await })
+        });
+        match allowed {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ingot_logs::ReadDenied {
+                status: 403,
+                message: format!("reading the logs of {source_id} needs a role in its space"),
+            }),
+            Err(err) => Err(ingot_logs::ReadDenied {
+                status: 500,
+                message: err.to_string(),
+            }),
+        }
+    }
+}
+
+impl ingot_logs::StreamAuthorizer for LogAccess {
     /// The whole firehose needs `doppler.firehose` (or `logs.admin`).
     fn authorize_firehose(
         &self,
         authorization: Option<&str>,
     ) -> Result<(), ingot_logs::ReadDenied> {
-        let claims = self
-            .verifier
-            .verify(authorization)
-            .map_err(|err| ingot_logs::ReadDenied {
-                status: 401,
-                message: err.to_string(),
-            })?;
+        let claims = self.claims(authorization)?;
         if claims.has_scope("doppler.firehose") || claims.has_scope("logs.admin") {
             Ok(())
         } else {
@@ -316,4 +368,24 @@ pub fn forward_crashes(scheduler: &Scheduler, api: ingot_api::Api) -> tokio::tas
             }
         }
     })
+}
+
+/// The token server's users, for the API to name users in roles.
+pub struct Users {
+    pub auth: ingot_auth::AuthServer,
+}
+
+#[async_trait]
+impl ingot_api::UserDirectory for Users {
+    async fn user_guid(&self, username: &str, origin: Option<&str>) -> Option<String> {
+        self.auth
+            .user_id_by_name(username, origin.unwrap_or(ingot_auth::ORIGIN_UAA))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn username(&self, user_guid: &str) -> Option<String> {
+        self.auth.username_by_id(user_guid).await.ok().flatten()
+    }
 }

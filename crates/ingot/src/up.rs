@@ -17,7 +17,8 @@ use axum::response::IntoResponse;
 use prometheus_client::registry::Registry;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::runtime::{forward_crashes, RouterEmitter, SchedulerRuntime, Tokens};
+use crate::runtime::{forward_crashes, LogAccess, RouterEmitter, SchedulerRuntime, Tokens, Users};
+use crate::ssh_gate::SshGate;
 
 /// Flags of `ingot up`.
 #[derive(clap::Args, Debug)]
@@ -37,6 +38,9 @@ pub struct UpArgs {
     /// Listen address of the HTTPS router (TLS with SNI; HTTP/2 by ALPN).
     #[arg(long, default_value = "0.0.0.0:8443")]
     pub router_tls_listen: SocketAddr,
+    /// Listen address of the SSH proxy (`ingot ssh`, `cf ssh`).
+    #[arg(long, default_value = "0.0.0.0:2222")]
+    pub ssh_listen: SocketAddr,
     /// The shared domain apps get routes on.
     #[arg(long, default_value = "apps.localhost")]
     pub app_domain: String,
@@ -54,6 +58,10 @@ pub struct UpArgs {
     /// Seconds a stopping app gets between SIGTERM and SIGKILL.
     #[arg(long, default_value_t = 10)]
     pub stop_grace_secs: u64,
+    /// Accept any certificate from `syslog-tls://` and `https://` log drains
+    /// (CF's skip-cert-verify); by default they must chain to a public root.
+    #[arg(long)]
+    pub skip_drain_cert_verify: bool,
     /// Do not log the local CLI in.
     #[arg(long)]
     pub no_login: bool,
@@ -104,12 +112,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .context("verifying our own token")?
             .user_id
     };
-    let tokens = Arc::new(Tokens {
-        verifier: auth.verifier(),
-    });
+    let tokens = Arc::new(Tokens { auth: auth.clone() });
 
     let log_store = ingot_logs::LogStore::new(100_000);
-    let logs: Arc<dyn ingot_logs::LogSink> = log_store.clone();
+    // Everything emitted reaches the store (log-cache, firehose) and the
+    // apps' syslog drains; a drain's own loss notices go to the store only.
+    let drains = ingot_logs::DrainManager::new(
+        ingot_logs::DrainConfig {
+            tls: ingot_logs::DrainTls {
+                skip_cert_verify: args.skip_drain_cert_verify,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        log_store.clone(),
+    )
+    .context("starting the syslog drain forwarder")?;
+    let logs: Arc<dyn ingot_logs::LogSink> = Arc::new(ingot_logs::TeeSink::new(vec![
+        log_store.clone(),
+        drains.clone(),
+    ]));
 
     // Bind first: a port in use should fail before any host object exists.
     let api_listener = tokio::net::TcpListener::bind(args.api_listen)
@@ -118,6 +140,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let router_listener = tokio::net::TcpListener::bind(args.router_listen)
         .await
         .with_context(|| format!("cannot listen on {} for the router", args.router_listen))?;
+    let ssh_listener = tokio::net::TcpListener::bind(args.ssh_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the SSH proxy", args.ssh_listen))?;
+    let ssh_key = home.join("ssh").join("host_key_ed25519");
+    let ssh_fingerprint = ingot_ssh::HostKey::load_or_generate(&ssh_key)
+        .context("preparing the SSH host key")?
+        .fingerprint();
+    let ssh_endpoint = advertised(&api_url, args.ssh_listen);
     let router_tls_listener = tokio::net::TcpListener::bind(args.router_tls_listen)
         .await
         .with_context(|| {
@@ -151,6 +181,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 cf_api: api_url.clone(),
                 converge_interval: Duration::from_secs(2),
                 stop_grace: Duration::from_secs(args.stop_grace_secs),
+                route_drain: Duration::from_millis(750),
             },
             Arc::clone(&containers),
             stack,
@@ -178,16 +209,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 logging_url: Some(format!("{}/doppler", api_url.replacen("http", "ws", 1))),
                 app_domain: args.app_domain.clone(),
                 router_url: local_url(args.router_listen),
-                ssh_endpoint: None,
+                ssh_endpoint: Some(ssh_endpoint.clone()),
+                ssh_host_key_fingerprint: Some(ssh_fingerprint),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
         )
         .await
         .context("opening the API")?;
+        api.set_user_directory(Arc::new(Users { auth: auth.clone() }));
         api.bootstrap(&admin_guid, &admin.username)
             .await
             .context("creating the first org and space")?;
         let crash_forwarder = forward_crashes(&scheduler, api.clone());
+        let drain_sync = sync_drains(api.clone(), drains.clone());
+        let ssh_proxy = ingot_ssh::SshProxy::new(
+            ingot_ssh::SshProxyConfig::new(ssh_key.clone()),
+            Arc::new(SshGate {
+                api: api.clone(),
+                auth: auth.clone(),
+                tokens: tokens.clone(),
+                scheduler: scheduler.clone(),
+            }),
+            Arc::new(ingot_ssh::ContainerAccess::new(Arc::clone(&containers))),
+            Arc::clone(&logs),
+        )
+        .context("starting the SSH proxy")?;
 
         let certificates = Arc::new(
             ingot_router::CertStore::self_signed(&[args.app_domain.as_str()])
@@ -205,24 +251,34 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         api.register_metrics(&mut registry);
         auth.register_metrics(&mut registry);
         log_store.register_metrics(&mut registry);
+        drains.register_metrics(&mut registry);
         router.register_metrics(&mut registry);
         scheduler.register_metrics(&mut registry);
+        ssh_proxy.register_metrics(&mut registry);
         let registry = Arc::new(registry);
 
+        let log_access = Arc::new(LogAccess {
+            tokens: tokens.clone(),
+            api: api.clone(),
+        });
         let http = api
             .router()
             .nest("/uaa", auth.router())
             .nest(
                 "/log-cache",
-                ingot_logs::log_cache_router(log_store.clone(), tokens.clone()),
+                ingot_logs::log_cache_router(log_store.clone(), log_access.clone()),
             )
             .nest(
                 "/log-stream",
-                ingot_logs::rlp_gateway_router(log_store.firehose(), tokens.clone()),
+                ingot_logs::rlp_gateway_router(log_store.firehose(), log_access.clone()),
             )
             .nest(
                 "/doppler",
-                ingot_logs::doppler_router(log_store.firehose(), log_store.clone(), tokens.clone()),
+                ingot_logs::doppler_router(
+                    log_store.firehose(),
+                    log_store.clone(),
+                    log_access.clone(),
+                ),
             )
             .route(
                 "/metrics",
@@ -249,6 +305,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ));
 
+        let ssh_stop = stopped(stop_rx.clone());
+        let ssh_server = tokio::spawn(async move { ssh_proxy.serve(ssh_listener, ssh_stop).await });
+
         api.resume()
             .await
             .context("starting the apps that were running")?;
@@ -262,6 +321,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             local_url(args.router_tls_listen).replace("http://", "https://"),
             certificate_file.display()
         );
+        println!("  SSH:        {ssh_endpoint}");
         println!("  admin:      {} / {}", admin.username, admin.password);
         println!(
             "  (credentials kept in {})",
@@ -299,9 +359,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         });
         scheduler.shutdown().await;
         crash_forwarder.abort();
+        drain_sync.abort();
+        drains.shutdown();
         let _ = api_server.await;
         let _ = router_server.await;
         let _ = tls_router_server.await;
+        let _ = ssh_server.await;
         Ok(())
     }
     .await;
@@ -417,4 +480,62 @@ fn init_tracing() {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// `host:port` where clients reach a listener: its own address, or the API
+/// URL's host when it listens on every address.
+fn advertised(api_url: &str, listen: SocketAddr) -> String {
+    if !listen.ip().is_unspecified() {
+        return listen.to_string();
+    }
+    let host = reqwest::Url::parse(api_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    format!("{host}:{}", listen.port())
+}
+
+/// How often the syslog drains are brought in line with the bindings.
+const DRAIN_SYNC_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Keeps the drain forwarder in step with the apps' bindings to
+/// user-provided services that have a `syslog_drain_url`: a binding made or
+/// removed reaches the forwarder within [`DRAIN_SYNC_INTERVAL`].
+fn sync_drains(
+    api: ingot_api::Api,
+    drains: Arc<ingot_logs::DrainManager>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(DRAIN_SYNC_INTERVAL);
+        let mut reported = std::collections::BTreeSet::new();
+        loop {
+            tick.tick().await;
+            let all = match api.syslog_drains().await {
+                Ok(all) => all,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the syslog drains");
+                    continue;
+                }
+            };
+            let wanted = all
+                .into_iter()
+                .map(|d| {
+                    let meta = ingot_logs::AppMeta {
+                        app_name: d.app_name,
+                        space_name: d.space_name,
+                        organization_name: d.org_name,
+                        space_guid: d.space_guid,
+                        organization_guid: d.org_guid,
+                    };
+                    (d.app_guid, (meta, d.urls))
+                })
+                .collect();
+            for err in drains.sync(wanted) {
+                // Each bad URL is reported once, not every two seconds.
+                if reported.insert(err.to_string()) {
+                    tracing::warn!(error = %err, "a syslog drain was refused");
+                }
+            }
+        }
+    })
 }

@@ -65,6 +65,8 @@ pub struct InstanceInfo {
     pub cf_api: String,
     /// The user's environment variables, in order.
     pub user_env: Vec<(String, String)>,
+    /// `VCAP_SERVICES` as JSON; empty means `{}`.
+    pub vcap_services: String,
 }
 
 /// What the environment of a staging task is made from.
@@ -200,7 +202,14 @@ pub fn instance_environment(info: &InstanceInfo) -> Vec<(String, String)> {
             "VCAP_APPLICATION",
             serde_json::Value::Object(vcap_application).to_string(),
         ),
-        ("VCAP_SERVICES", "{}".to_string()),
+        (
+            "VCAP_SERVICES",
+            if info.vcap_services.is_empty() {
+                "{}".to_string()
+            } else {
+                info.vcap_services.clone()
+            },
+        ),
         ("CF_INSTANCE_INDEX", info.instance_index.to_string()),
         ("CF_INSTANCE_GUID", info.instance_guid.clone()),
         ("CF_INSTANCE_IP", info.host_ip.clone()),
@@ -316,7 +325,16 @@ mod tests {
                 ("PORT".into(), "1".into()),
                 ("VCAP_SERVICES".into(), "{\"x\":1}".into()),
             ],
+            vcap_services: String::new(),
         }
+    }
+
+    #[test]
+    fn bound_services_are_the_instances_vcap_services() {
+        let mut info = instance();
+        info.vcap_services = r#"{"user-provided":[{"name":"db"}]}"#.into();
+        let env: HashMap<String, String> = instance_environment(&info).into_iter().collect();
+        assert_eq!(env["VCAP_SERVICES"], r#"{"user-provided":[{"name":"db"}]}"#);
     }
 
     #[test]

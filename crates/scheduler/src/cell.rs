@@ -64,6 +64,17 @@ pub struct InstanceStatus {
     pub details: Option<String>,
 }
 
+/// A running instance as a shell inside it needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningInstance {
+    /// The instance's container (its instance guid).
+    pub container_id: String,
+    /// The app's guid.
+    pub app_guid: String,
+    /// The environment the app runs with, addresses filled in.
+    pub env: Vec<(String, String)>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Starting,
@@ -304,6 +315,44 @@ impl Cell {
             }
         }
         statuses
+    }
+
+    /// The running instance at `index` of the process, for a shell inside
+    /// it: its container and the environment the app sees there.
+    pub(crate) fn running_instance(
+        &self,
+        process_guid: &str,
+        index: u32,
+    ) -> Option<RunningInstance> {
+        let state = self.state();
+        let lrp = state.lrps.get(process_guid)?;
+        if index >= lrp.desired.instances {
+            return None;
+        }
+        let instance = lrp.slots.get(&index)?.instance.as_ref()?;
+        if instance.phase != Phase::Running {
+            return None;
+        }
+        let ip = instance
+            .addr
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let mut env =
+            crate::env::instance_environment(&self.config, &lrp.desired, index, &instance.guid);
+        // The launcher fills the addresses in from inside the container;
+        // a shell started beside it learns them here.
+        for (key, value) in &mut env {
+            match key.as_str() {
+                "CF_INSTANCE_IP" | "CF_INSTANCE_INTERNAL_IP" => value.clone_from(&ip),
+                "CF_INSTANCE_ADDR" => *value = format!("{ip}:{APP_PORT}"),
+                _ => {}
+            }
+        }
+        Some(RunningInstance {
+            container_id: instance.guid.clone(),
+            app_guid: lrp.desired.app_guid.clone(),
+            env,
+        })
     }
 
     fn instances_without_usage(&self, process_guid: &str) -> Vec<InstanceStatus> {
@@ -591,9 +640,15 @@ impl Cell {
             format!("Cell successfully created container for instance {guid}"),
         );
         let source_type = format!("APP/PROC/{}", lrp.process_type.to_uppercase());
+        // One limit covers both streams of the instance.
+        let sink = ingot_logs::instance_log_sink(
+            Arc::clone(&self.logs),
+            lrp.log_rate_limit,
+            &self.metrics.log_rate,
+        );
         let stdout_done = forward_lines(
             container.stdout,
-            Arc::clone(&self.logs),
+            Arc::clone(&sink),
             lrp.app_guid.clone(),
             index.to_string(),
             source_type.clone(),
@@ -601,7 +656,7 @@ impl Cell {
         );
         let stderr_done = forward_lines(
             container.stderr,
-            Arc::clone(&self.logs),
+            sink,
             lrp.app_guid.clone(),
             index.to_string(),
             source_type.clone(),
@@ -621,6 +676,9 @@ impl Cell {
         let crash = match outcome {
             Outcome::Stopped => {
                 self.cell_log(&lrp, index, format!("Cell stopping instance {guid}"));
+                if !lrp.uris.is_empty() && !self.config.route_drain.is_zero() {
+                    tokio::time::sleep(self.config.route_drain).await;
+                }
                 if let Err(err) = self.containers.stop(&guid, self.config.stop_grace).await {
                     tracing::warn!(instance = %guid, error = %err, "stopping the container failed");
                 }

@@ -31,6 +31,7 @@ pub(crate) fn instance_environment(
         uris: lrp.uris.clone(),
         cf_api: config.cf_api.clone(),
         user_env: lrp.environment.clone().into_iter().collect(),
+        vcap_services: lrp.vcap_services.clone(),
         ..Default::default()
     })
 }

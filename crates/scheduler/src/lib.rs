@@ -33,7 +33,7 @@ use ingot_containers::{ContainerManager, Stack};
 use ingot_logs::LogSink;
 use tokio::sync::broadcast;
 
-pub use cell::InstanceStatus;
+pub use cell::{InstanceStatus, RunningInstance};
 pub use staging::{BuildpackSource, StagingFailure, StagingOutcome, StagingRequest};
 pub use task::{TaskCompletedEvent, TaskDefinition, TASK_CANCELLED};
 
@@ -50,6 +50,11 @@ pub struct SchedulerConfig {
     pub converge_interval: Duration,
     /// How long a stopped instance gets between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
+    /// How long a routed instance keeps serving after its routes are
+    /// unregistered and before it gets SIGTERM: requests the router sent it
+    /// just before finish, so a scale-down or a rolling deployment drops
+    /// none.
+    pub route_drain: Duration,
 }
 
 /// A process the API wants running.
@@ -89,6 +94,10 @@ pub struct DesiredLrp {
     pub uris: Vec<String>,
     /// How readiness and liveness are checked.
     pub health_check: HealthCheck,
+    /// `VCAP_SERVICES` as JSON; empty means none bound.
+    pub vcap_services: String,
+    /// Log bytes per second an instance may write; negative is unlimited.
+    pub log_rate_limit: i64,
 }
 
 impl DesiredLrp {
@@ -265,6 +274,12 @@ impl Scheduler {
     /// The instances of a process as they are now, by index.
     pub fn instances(&self, process_guid: &str) -> Vec<InstanceStatus> {
         self.cell.instances(process_guid)
+    }
+
+    /// The running instance at `index` of the process, if there is one
+    /// (for `ssh`).
+    pub fn running_instance(&self, process_guid: &str, index: u32) -> Option<RunningInstance> {
+        self.cell.running_instance(process_guid, index)
     }
 
     /// Stages a package into a droplet inside a container.

@@ -21,6 +21,8 @@ pub(crate) struct Metrics {
     pub(crate) desired_instances: Gauge,
     /// Instances passing their health check right now.
     pub(crate) running_instances: Gauge,
+    /// Lines dropped by instances' log rate limits.
+    pub(crate) log_rate: ingot_logs::LogRateMetrics,
 }
 
 impl Metrics {
@@ -51,6 +53,7 @@ impl Metrics {
             "Instances passing their health check",
             self.running_instances.clone(),
         );
+        self.log_rate.register(sub);
     }
 
     pub(crate) fn staged(&self, ok: bool) {

@@ -357,6 +357,7 @@ mod tests {
             cf_api: "http://127.0.0.1:9000".into(),
             converge_interval: Duration::from_secs(1),
             stop_grace: Duration::from_secs(1),
+            route_drain: Duration::ZERO,
         }
     }
 

@@ -65,8 +65,31 @@ impl TokenValidator for Tokens {
             Some(AUDITOR) => Ok(principal("auditor", &["cloud_controller.global_auditor"])),
             Some(NO_SCOPES) => Ok(principal("nobody", &["openid", "uaa.user"])),
             Some(EXPIRED) => Err(TokenProblem::Expired),
+            // `bearer as:<name>`: a user `<name>` (guid `<name>-guid`) with
+            // the scopes every CF user has; what it may do is its roles'.
+            Some(t) if t.starts_with("bearer as:") => Ok(principal(
+                &t["bearer as:".len()..],
+                &["cloud_controller.read", "cloud_controller.write"],
+            )),
             Some(_) => Err(TokenProblem::Invalid),
         }
+    }
+}
+
+/// The token server's users for tests: every name `<n>` has the guid
+/// `<n>-guid`, except `ghost`, who does not exist.
+pub struct Directory;
+
+#[async_trait]
+impl ingot_api::UserDirectory for Directory {
+    async fn user_guid(&self, username: &str, _origin: Option<&str>) -> Option<String> {
+        (username != "ghost").then(|| format!("{username}-guid"))
+    }
+    async fn username(&self, user_guid: &str) -> Option<String> {
+        user_guid
+            .strip_suffix("-guid")
+            .filter(|n| *n != "ghost")
+            .map(str::to_string)
     }
 }
 
@@ -89,6 +112,11 @@ pub struct FakeRuntime {
     pub refuse_tasks: std::sync::atomic::AtomicBool,
     /// What `cancel_task` answers (whether the task was known).
     pub knows_tasks: std::sync::atomic::AtomicBool,
+    /// Instances desired per process; each desired instance reports
+    /// RUNNING, unless `unhealthy` names the process.
+    pub desired: Mutex<BTreeMap<String, u32>>,
+    /// Processes whose instances never become healthy.
+    pub unhealthy: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -117,10 +145,15 @@ impl Runtime for FakeRuntime {
     }
 
     async fn desire(&self, process: DesiredProcess) {
+        self.desired
+            .lock()
+            .expect("lock")
+            .insert(process.process_guid.clone(), process.instances);
         self.calls.lock().expect("lock").push(Call::Desire(process));
     }
 
     async fn remove(&self, process_guid: &str) {
+        self.desired.lock().expect("lock").remove(process_guid);
         self.calls
             .lock()
             .expect("lock")
@@ -147,11 +180,39 @@ impl Runtime for FakeRuntime {
         self.knows_tasks.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn instances(&self, _process_guid: &str) -> Vec<InstanceReport> {
-        vec![InstanceReport {
-            index: 0,
-            state: "RUNNING".into(),
-            instance_guid: "instance-0".into(),
+    fn instances(&self, process_guid: &str) -> Vec<InstanceReport> {
+        // A process never desired reports one running instance (the stats
+        // tests); a desired one as many as desired.
+        let count = self
+            .desired
+            .lock()
+            .expect("lock")
+            .get(process_guid)
+            .copied()
+            .unwrap_or(1);
+        let state = if self
+            .unhealthy
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|p| p == process_guid)
+        {
+            "STARTING"
+        } else {
+            "RUNNING"
+        };
+        (0..count)
+            .map(|index| self.instance(index, state))
+            .collect()
+    }
+}
+
+impl FakeRuntime {
+    fn instance(&self, index: u32, state: &str) -> InstanceReport {
+        InstanceReport {
+            index,
+            state: state.into(),
+            instance_guid: format!("instance-{index}"),
             host: "10.254.0.2".into(),
             port: Some(8080),
             uptime_secs: 5,
@@ -159,7 +220,7 @@ impl Runtime for FakeRuntime {
             disk_bytes: 2048,
             cpu: 0.5,
             details: None,
-        }]
+        }
     }
 }
 
@@ -212,6 +273,8 @@ impl Harness {
             fail_staging: Mutex::new(None),
             refuse_tasks: std::sync::atomic::AtomicBool::new(false),
             knows_tasks: std::sync::atomic::AtomicBool::new(true),
+            desired: Mutex::new(BTreeMap::new()),
+            unhealthy: Mutex::new(Vec::new()),
         });
         let config = ApiConfig {
             external_url: EXTERNAL.into(),
@@ -222,6 +285,7 @@ impl Harness {
             app_domain: "apps.localhost".into(),
             router_url: "http://127.0.0.1:8080".into(),
             ssh_endpoint: None,
+            ssh_host_key_fingerprint: None,
             version: "0.1.0".into(),
         };
         let logs = Arc::new(CaptureSink::default());
@@ -235,6 +299,7 @@ impl Harness {
         )
         .await
         .expect("open");
+        api.set_user_directory(Arc::new(Directory));
         api.bootstrap("admin-guid", "admin")
             .await
             .expect("bootstrap");
@@ -383,6 +448,40 @@ impl Harness {
             )
             .await;
         (status, serde_json::from_slice(&out).unwrap_or(Value::Null))
+    }
+
+    /// Uploads `zip` as a new package of the app and stages it; returns the
+    /// droplet's guid.
+    pub async fn stage_droplet(&self, app: &str, zip: Vec<u8>) -> String {
+        let (status, package) = self
+            .call(
+                "POST",
+                "/v3/packages",
+                Some(serde_json::json!({"type": "bits", "relationships": {"app": {"data": {"guid": app}}}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{package}");
+        let package = package["guid"].as_str().expect("guid").to_string();
+        let (status, body) = self.upload(&package, Some(zip), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        self.wait_for(&format!("/v3/packages/{package}"), "state", &["READY"])
+            .await;
+        let (status, build) = self
+            .call(
+                "POST",
+                "/v3/builds",
+                Some(serde_json::json!({"package": {"guid": package}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{build}");
+        let guid = build["guid"].as_str().expect("guid");
+        let build = self
+            .wait_for(&format!("/v3/builds/{guid}"), "state", &["STAGED"])
+            .await;
+        build["droplet"]["guid"]
+            .as_str()
+            .expect("droplet")
+            .to_string()
     }
 
     /// Polls `path` until `field` is one of `states`, returning the body.

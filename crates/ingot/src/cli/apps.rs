@@ -23,6 +23,13 @@ pub struct AppArgs {
     name: String,
 }
 
+impl AppArgs {
+    /// The arguments naming this app.
+    pub(crate) fn named(name: String) -> Self {
+        AppArgs { name }
+    }
+}
+
 /// An app name, and `--json` for `app` and `env`.
 #[derive(Args)]
 pub struct ShowArgs {
@@ -47,6 +54,9 @@ pub struct ScaleArgs {
     /// Disk per instance, e.g. 1G.
     #[arg(short = 'k', long = "disk")]
     disk: Option<String>,
+    /// Log bytes per second per instance, e.g. 1K or 10M; -1 for no limit.
+    #[arg(short = 'l', long = "log-rate-limit", allow_hyphen_values = true)]
+    log_rate_limit: Option<String>,
     /// Do not ask before restarting the app for new memory or disk.
     #[arg(short = 'f')]
     force: bool,
@@ -522,15 +532,46 @@ pub(crate) async fn app(args: ShowArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A log rate limit as cf takes it: `-1` (none), or bytes with an optional
+/// `B`, `K`, `M` or `G` suffix.
+fn parse_log_rate(input: &str) -> anyhow::Result<i64> {
+    let text = input.trim();
+    if text == "-1" {
+        return Ok(-1);
+    }
+    let upper = text.to_ascii_uppercase();
+    let (digits, unit) = match upper.trim_end_matches('B').chars().last() {
+        Some('K') => (&upper[..upper.trim_end_matches('B').len() - 1], 1024),
+        Some('M') => (&upper[..upper.trim_end_matches('B').len() - 1], 1024 * 1024),
+        Some('G') => (
+            &upper[..upper.trim_end_matches('B').len() - 1],
+            1024 * 1024 * 1024,
+        ),
+        _ => (upper.trim_end_matches('B'), 1),
+    };
+    digits
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| anyhow::anyhow!("{input} is not a log rate limit: use e.g. 1K, 10M or -1"))
+}
+
 /// `ingot scale NAME`.
 pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     let mut session = Session::open()?;
     let (org, space) = session.target()?;
     let memory = args.memory.as_deref().map(parse_megabytes).transpose()?;
     let disk = args.disk.as_deref().map(parse_megabytes).transpose()?;
+    let log_rate = args
+        .log_rate_limit
+        .as_deref()
+        .map(parse_log_rate)
+        .transpose()?;
     let app = find_app(&session, &space, &args.name).await?;
     let client = session.client();
-    if args.instances.is_none() && memory.is_none() && disk.is_none() {
+    if args.instances.is_none() && memory.is_none() && disk.is_none() && log_rate.is_none() {
         print_app_summary(&session, &app).await?;
         session.keep_tokens();
         return Ok(());
@@ -542,7 +583,8 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
         space.name,
         session.user()
     );
-    let needs_restart = (memory.is_some() || disk.is_some()) && app.state == "STARTED";
+    let needs_restart =
+        (memory.is_some() || disk.is_some() || log_rate.is_some()) && app.state == "STARTED";
     if needs_restart && !args.force && ui::interactive() {
         let ok = ui::confirm(&format!(
             "This will cause the app {} to restart. Are you sure you want to scale it?",
@@ -561,6 +603,12 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
         .scale(&process.guid, args.instances, memory, disk)
         .await
         .or_explain(format!("cannot scale app {}", app.name))?;
+    if let Some(limit) = log_rate {
+        client
+            .set_log_rate_limit(&process.guid, limit)
+            .await
+            .or_explain(format!("cannot set the log rate limit of app {}", app.name))?;
+    }
     if needs_restart {
         println!("Restarting app {} for the new limits...", app.name);
         let app = client
@@ -798,6 +846,16 @@ pub(crate) async fn set_env(args: SetEnvArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_rate_limits_read_like_cf() {
+        assert_eq!(parse_log_rate("-1").ok(), Some(-1));
+        assert_eq!(parse_log_rate("1K").ok(), Some(1024));
+        assert_eq!(parse_log_rate("10MB").ok(), Some(10 * 1024 * 1024));
+        assert_eq!(parse_log_rate("512").ok(), Some(512));
+        assert!(parse_log_rate("-5").is_err());
+        assert!(parse_log_rate("lots").is_err());
+    }
 
     #[test]
     fn apps_json_has_stable_fields() {

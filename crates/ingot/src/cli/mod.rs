@@ -5,12 +5,17 @@
 mod apps;
 mod auth;
 mod curl;
+mod deploy;
+mod firehose;
 mod help;
 mod logs;
 mod plugins;
 mod push;
+mod services;
+mod ssh;
 mod tasks;
 mod ui;
+mod users;
 
 use std::path::PathBuf;
 
@@ -94,6 +99,78 @@ pub enum Action {
     /// List the spaces of the targeted organization.
     #[command(after_help = "Examples:\n  ingot spaces\n  ingot spaces --json")]
     Spaces(ListArgs),
+    /// Create an organization; you become its manager.
+    #[command(
+        name = "create-org",
+        after_help = "Examples:\n  ingot create-org my-org\n  ingot target -o my-org"
+    )]
+    CreateOrg(users::CreateOrgArgs),
+    /// Create a space; you become its manager and developer.
+    #[command(
+        name = "create-space",
+        after_help = "Examples:\n  ingot create-space staging\n  ingot create-space staging -o my-org"
+    )]
+    CreateSpace(users::CreateSpaceArgs),
+    /// Delete an organization with its spaces and apps (admins only).
+    #[command(
+        name = "delete-org",
+        after_help = "Examples:\n  ingot delete-org my-org\n  ingot delete-org my-org -f"
+    )]
+    DeleteOrg(users::DeleteOrgArgs),
+    /// Delete a space with its apps and routes.
+    #[command(
+        name = "delete-space",
+        after_help = "Examples:\n  ingot delete-space staging\n  ingot delete-space staging -o my-org -f"
+    )]
+    DeleteSpace(users::DeleteSpaceArgs),
+    /// Create a user who can log in (admins only).
+    #[command(
+        name = "create-user",
+        after_help = "Examples:\n  ingot create-user alice 's3cret'\n  ingot set-space-role alice main dev SpaceDeveloper"
+    )]
+    CreateUser(users::CreateUserArgs),
+    /// Delete a user and all their roles (admins only).
+    #[command(
+        name = "delete-user",
+        after_help = "Examples:\n  ingot delete-user alice\n  ingot delete-user alice -f"
+    )]
+    DeleteUser(users::DeleteUserArgs),
+    /// Give a user a role in an organization: OrgManager, BillingManager, OrgAuditor.
+    #[command(
+        name = "set-org-role",
+        after_help = "Examples:\n  ingot set-org-role alice my-org OrgManager"
+    )]
+    SetOrgRole(users::OrgRoleArgs),
+    /// Take an organization role from a user.
+    #[command(
+        name = "unset-org-role",
+        after_help = "Examples:\n  ingot unset-org-role alice my-org OrgAuditor"
+    )]
+    UnsetOrgRole(users::OrgRoleArgs),
+    /// Give a user a role in a space: SpaceManager, SpaceDeveloper, SpaceAuditor, SpaceSupporter.
+    #[command(
+        name = "set-space-role",
+        after_help = "Examples:\n  ingot set-space-role alice my-org dev SpaceDeveloper"
+    )]
+    SetSpaceRole(users::SpaceRoleArgs),
+    /// Take a space role from a user.
+    #[command(
+        name = "unset-space-role",
+        after_help = "Examples:\n  ingot unset-space-role alice my-org dev SpaceDeveloper"
+    )]
+    UnsetSpaceRole(users::SpaceRoleArgs),
+    /// List the users of an organization by role.
+    #[command(
+        name = "org-users",
+        after_help = "Examples:\n  ingot org-users my-org\n  ingot org-users my-org --json"
+    )]
+    OrgUsers(users::OrgUsersArgs),
+    /// List the users of a space by role.
+    #[command(
+        name = "space-users",
+        after_help = "Examples:\n  ingot space-users my-org dev"
+    )]
+    SpaceUsers(users::SpaceUsersArgs),
     /// Push an app: upload its files, stage it, start it.
     #[command(
         after_help = "Examples:\n  ingot push my-app\n  ingot push my-app -p ./build -m 256M -i 2\n  ingot push -f manifest.yml"
@@ -116,9 +193,26 @@ pub enum Action {
     /// Stop an app.
     #[command(after_help = "Examples:\n  ingot stop my-app")]
     Stop(apps::AppArgs),
-    /// Restart an app.
-    #[command(after_help = "Examples:\n  ingot restart my-app")]
-    Restart(apps::AppArgs),
+    /// Restart an app (`--strategy rolling`: without downtime).
+    #[command(
+        after_help = "Examples:\n  ingot restart my-app\n  ingot restart my-app --strategy rolling"
+    )]
+    Restart(deploy::RestartArgs),
+    /// Go back to an earlier revision of an app, without downtime.
+    #[command(
+        disable_version_flag = true,
+        after_help = "Examples:\n  ingot revisions my-app\n  ingot rollback my-app --version 2"
+    )]
+    Rollback(deploy::RollbackArgs),
+    /// List an app's revisions (each deployed droplet, environment and command).
+    #[command(after_help = "Examples:\n  ingot revisions my-app\n  ingot revisions my-app --json")]
+    Revisions(deploy::RevisionsArgs),
+    /// Stop a rolling deployment and go back to the previous version.
+    #[command(
+        name = "cancel-deployment",
+        after_help = "Examples:\n  ingot cancel-deployment my-app"
+    )]
+    CancelDeployment(deploy::CancelArgs),
     /// Delete an app.
     #[command(after_help = "Examples:\n  ingot delete my-app\n  ingot delete my-app -f -r")]
     Delete(apps::DeleteArgs),
@@ -131,6 +225,96 @@ pub enum Action {
         after_help = "Examples:\n  ingot set-env my-app GREETING hello\n  ingot restart my-app"
     )]
     SetEnv(apps::SetEnvArgs),
+    /// Open a shell in an app instance, run a command there, or forward ports.
+    #[command(
+        after_help = "Examples:\n  ingot ssh my-app\n  ingot ssh my-app -i 1 -c 'echo $CF_INSTANCE_INDEX'\n  ingot ssh my-app -N -L 9000:localhost:9000"
+    )]
+    Ssh(ssh::SshArgs),
+    /// Print a one-time code for `ssh cf:PROCESS_GUID/INDEX@HOST` (the password).
+    #[command(
+        name = "ssh-code",
+        after_help = "Examples:\n  ingot ssh-code\n  sshpass -p $(ingot ssh-code) ssh -p 2222 cf:$(ingot curl /v3/apps/APP_GUID/processes/web | jq -r .guid)/0@127.0.0.1"
+    )]
+    SshCode,
+    /// Allow SSH into an app (restart it to apply to running instances in CF; Ingot applies it at once).
+    #[command(
+        name = "enable-ssh",
+        after_help = "Examples:\n  ingot enable-ssh my-app"
+    )]
+    EnableSsh(ssh::AppNameArgs),
+    /// Refuse SSH into an app.
+    #[command(
+        name = "disable-ssh",
+        after_help = "Examples:\n  ingot disable-ssh my-app"
+    )]
+    DisableSsh(ssh::AppNameArgs),
+    /// Say whether SSH into an app is allowed, and why not.
+    #[command(
+        name = "ssh-enabled",
+        after_help = "Examples:\n  ingot ssh-enabled my-app"
+    )]
+    SshEnabled(ssh::AppNameArgs),
+    /// Allow SSH into the apps of a space.
+    #[command(
+        name = "allow-space-ssh",
+        after_help = "Examples:\n  ingot allow-space-ssh dev"
+    )]
+    AllowSpaceSsh(ssh::SpaceNameArgs),
+    /// Refuse SSH into every app of a space.
+    #[command(
+        name = "disallow-space-ssh",
+        after_help = "Examples:\n  ingot disallow-space-ssh prod"
+    )]
+    DisallowSpaceSsh(ssh::SpaceNameArgs),
+    /// List an app's audit events (starts, crashes, SSH sessions, …), newest first.
+    #[command(after_help = "Examples:\n  ingot events my-app\n  ingot events my-app --json")]
+    Events(ssh::EventsArgs),
+    /// Create a user-provided service: credentials, a log drain, a route service.
+    #[command(
+        name = "create-user-provided-service",
+        visible_alias = "cups",
+        after_help = "Examples:\n  ingot cups my-db -p '{\"uri\":\"postgres://…\"}'\n  ingot cups my-drain -l syslog://logs.example.com:514\n  ingot bind-service my-app my-db"
+    )]
+    CreateUserProvidedService(services::UserProvidedArgs),
+    /// Change a user-provided service.
+    #[command(
+        name = "update-user-provided-service",
+        visible_alias = "uups",
+        after_help = "Examples:\n  ingot uups my-db -p creds.json"
+    )]
+    UpdateUserProvidedService(services::UserProvidedArgs),
+    /// List the services of the targeted space.
+    #[command(
+        visible_alias = "s",
+        after_help = "Examples:\n  ingot services\n  ingot services --json"
+    )]
+    Services(ListArgs),
+    /// Bind a service to an app (its credentials reach VCAP_SERVICES on restart).
+    #[command(
+        name = "bind-service",
+        visible_alias = "bs",
+        after_help = "Examples:\n  ingot bind-service my-app my-db\n  ingot restart my-app"
+    )]
+    BindService(services::BindArgs),
+    /// Unbind a service from an app.
+    #[command(
+        name = "unbind-service",
+        visible_alias = "us",
+        after_help = "Examples:\n  ingot unbind-service my-app my-db"
+    )]
+    UnbindService(services::BindArgs),
+    /// Delete a service instance (unbind it first).
+    #[command(
+        name = "delete-service",
+        visible_alias = "ds",
+        after_help = "Examples:\n  ingot delete-service my-db -f"
+    )]
+    DeleteService(services::DeleteServiceArgs),
+    /// Print (or forward as JSON lines) the whole stream of logs and metrics (needs doppler.firehose).
+    #[command(
+        after_help = "Examples:\n  ingot firehose\n  ingot firehose --types log -n 100\n  ingot firehose --json --shard-id archiver | my-archiver"
+    )]
+    Firehose(firehose::FirehoseArgs),
     /// Show or follow an app's logs.
     #[command(after_help = "Examples:\n  ingot logs my-app\n  ingot logs my-app --recent")]
     Logs(logs::LogsArgs),
@@ -189,17 +373,50 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         A::Target(args) => auth::target(args).await,
         A::Orgs(args) => auth::orgs(args).await,
         A::Spaces(args) => auth::spaces(args).await,
+        A::CreateOrg(args) => users::create_org(args).await,
+        A::CreateSpace(args) => users::create_space(args).await,
+        A::DeleteOrg(args) => users::delete_org(args).await,
+        A::DeleteSpace(args) => users::delete_space(args).await,
+        A::CreateUser(args) => users::create_user(args).await,
+        A::DeleteUser(args) => users::delete_user(args).await,
+        A::SetOrgRole(args) => users::set_org_role(args).await,
+        A::UnsetOrgRole(args) => users::unset_org_role(args).await,
+        A::SetSpaceRole(args) => users::set_space_role(args).await,
+        A::UnsetSpaceRole(args) => users::unset_space_role(args).await,
+        A::OrgUsers(args) => users::org_users(args).await,
+        A::SpaceUsers(args) => users::space_users(args).await,
         A::Push(args) => push::push(args).await,
         A::Apps(args) => apps::apps(args).await,
         A::App(args) => apps::app(args).await,
         A::Scale(args) => apps::scale(args).await,
         A::Start(args) => apps::start(args).await,
         A::Stop(args) => apps::stop(args).await,
-        A::Restart(args) => apps::restart(args).await,
+        A::Restart(args) => match args.strategy {
+            Some(deploy::Strategy::Rolling) => deploy::rolling_restart(&args.name).await,
+            _ => apps::restart(apps::AppArgs::named(args.name)).await,
+        },
+        A::Rollback(args) => deploy::rollback(args).await,
+        A::Revisions(args) => deploy::revisions(args).await,
+        A::CancelDeployment(args) => deploy::cancel_deployment(args).await,
         A::Delete(args) => apps::delete(args).await,
         A::Env(args) => apps::env(args).await,
         A::SetEnv(args) => apps::set_env(args).await,
         A::Logs(args) => logs::logs(args).await,
+        A::Firehose(args) => firehose::firehose(args).await,
+        A::CreateUserProvidedService(args) => services::create_user_provided(args).await,
+        A::UpdateUserProvidedService(args) => services::update_user_provided(args).await,
+        A::Services(args) => services::services(args).await,
+        A::BindService(args) => services::bind_service(args).await,
+        A::UnbindService(args) => services::unbind_service(args).await,
+        A::DeleteService(args) => services::delete_service(args).await,
+        A::Ssh(args) => ssh::ssh(args).await,
+        A::SshCode => ssh::ssh_code().await,
+        A::EnableSsh(args) => ssh::enable_ssh(args).await,
+        A::DisableSsh(args) => ssh::disable_ssh(args).await,
+        A::SshEnabled(args) => ssh::ssh_enabled(args).await,
+        A::AllowSpaceSsh(args) => ssh::allow_space_ssh(args).await,
+        A::DisallowSpaceSsh(args) => ssh::disallow_space_ssh(args).await,
+        A::Events(args) => ssh::events(args).await,
         A::RunTask(args) => tasks::run_task(args).await,
         A::Tasks(args) => tasks::tasks(args).await,
         A::TerminateTask(args) => tasks::terminate_task(args).await,
@@ -210,6 +427,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         A::Completion(args) => help::completion(args),
         A::External(argv) => plugins::dispatch(argv).await,
     }
+}
+
+/// When `ssh` runs this binary as its `SSH_ASKPASS` (see `ingot ssh`),
+/// the one-time code to answer its password prompt with.
+pub fn askpass_answer() -> Option<String> {
+    std::env::var(ssh::ASKPASS_CODE).ok()
 }
 
 /// Prints `ingot help`: every command grouped by topic, then the plugins
@@ -379,6 +602,13 @@ mod tests {
     }
 
     #[test]
+    fn every_command_is_well_formed() {
+        // clap checks a command's flags only when it is parsed; this checks
+        // every one of them (a flag clashing with --version, …).
+        <crate::Args as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
     fn unknown_words_become_plugin_invocations_with_all_their_arguments() {
         let args = parse(&["ingot", "hello", "a", "--flag", "-x"]).expect("parses");
         match args.command {
@@ -418,6 +648,8 @@ mod tests {
             crate::Command::Lifecycle { .. }
         ));
         parse(&["ingot", "env", "my-app", "--json"]).expect("env --json");
+        parse(&["ingot", "rollback", "my-app", "--version", "2"]).expect("rollback --version N");
+        parse(&["ingot", "scale", "my-app", "-l", "-1"]).expect("scale -l -1");
         parse(&["ingot", "completion", "fish"]).expect("completion");
         let err = parse(&["ingot", "completion", "tcsh"])
             .err()

@@ -69,6 +69,10 @@ pub struct PushArgs {
     /// Seconds an instance may take to become healthy.
     #[arg(short = 't', long = "app-start-timeout")]
     timeout: Option<u32>,
+    /// `rolling`: replace a running app's instances one at a time, without
+    /// downtime.
+    #[arg(long, value_enum)]
+    strategy: Option<super::deploy::Strategy>,
 }
 
 /// `ingot push`.
@@ -160,6 +164,17 @@ pub(crate) async fn push(args: PushArgs) -> anyhow::Result<()> {
 
     println!("Staging app and tracing logs...");
     let droplet_guid = stage(client, &app, &package_guid).await?;
+    let rolling = args.strategy == Some(super::deploy::Strategy::Rolling);
+    if rolling && app.state == "STARTED" {
+        super::deploy::roll(&session, &app, Some(&droplet_guid), None).await?;
+        let app = client
+            .app(&app.guid)
+            .await
+            .or_explain(format!("cannot look up app {name}"))?;
+        print_app_summary(&session, &app).await?;
+        session.keep_tokens();
+        return Ok(());
+    }
     client
         .set_current_droplet(&app.guid, &droplet_guid)
         .await

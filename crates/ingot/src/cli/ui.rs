@@ -107,6 +107,16 @@ pub(crate) fn upload_bar(total: u64) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
+/// A spinner with a message on stderr, when stderr is a terminal.
+pub(crate) fn spinner(message: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(message.to_string());
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(spinner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,12 @@
 //! look inside an instance, feed the API bad input, restart the platform, and
 //! finally check that nothing is left on the host. Needs root, runc, nft, ip.
 
+mod drains;
 mod platform;
+mod rolling;
+mod ssh;
 mod support;
+mod tenants;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -60,14 +64,18 @@ fn walking_skeleton() {
     push_custom_buildpack_app(&platform);
     push_with_a_buildpack_url(&platform, &work);
     recent_logs(&platform);
+    tenants::roles_limit_what_users_see(&platform, &work);
     log_stream_and_container_metrics(&platform);
     dropsonde_decodes_recent_logs(&platform);
+    drains::a_syslog_drain_gets_the_apps_lines(&platform);
+    drains::the_firehose_cli_prints_the_stream(&platform);
     inside_an_instance(&platform);
     crash_and_replace(&platform);
     out_of_memory(&platform);
-    scale_to_three(&platform);
+    scale_to_three(&platform, &work);
     a_plugin_lists_the_apps(&platform, &work);
     a_task_runs_once(&platform);
+    rolling::rolling_deploys_drop_nothing(&platform, &work);
     slow_start_gets_no_traffic(&platform, &work);
     bad_input_changes_nothing(&platform, &work);
 
@@ -405,6 +413,13 @@ fn dropsonde_decodes_recent_logs(platform: &Platform) {
                 .output()
                 .expect("run the dropsonde check");
             let ok = run.status.success();
+            if !ok {
+                eprintln!(
+                    "dropsonde check: {}\n{}",
+                    String::from_utf8_lossy(&run.stdout),
+                    String::from_utf8_lossy(&run.stderr)
+                );
+            }
             out = Some(run);
             ok
         },
@@ -571,7 +586,7 @@ fn out_of_memory(platform: &Platform) {
     );
 }
 
-fn scale_to_three(platform: &Platform) {
+fn scale_to_three(platform: &Platform, work: &Path) {
     platform.cli(&["scale", "probe", "-i", "3"]);
     platform.wait_for("three RUNNING instances", Duration::from_secs(120), || {
         let instances = instance_guids(platform, "probe");
@@ -593,6 +608,7 @@ fn scale_to_three(platform: &Platform) {
         app.matches("running").count() >= 3 || app.matches("RUNNING").count() >= 3,
         "{app}"
     );
+    ssh::ssh_into_instances(platform, work);
     platform.cli(&["scale", "probe", "-i", "1"]);
     platform.wait_for(
         "scaled back to one instance",

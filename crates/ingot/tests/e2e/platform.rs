@@ -19,6 +19,7 @@ pub struct Platform {
     pub api_url: String,
     pub router: SocketAddr,
     pub router_tls: SocketAddr,
+    pub ssh: SocketAddr,
     api_listen: SocketAddr,
     child: Option<Child>,
     log: PathBuf,
@@ -35,12 +36,14 @@ impl Platform {
         let api_listen = free_port();
         let router = free_port();
         let router_tls = free_port();
+        let ssh = free_port();
         let mut platform = Platform {
             home: home.to_path_buf(),
             cli_home: home.join("cli"),
             api_url: format!("http://{api_listen}"),
             router,
             router_tls,
+            ssh,
             api_listen,
             child: None,
             log: home.join("platform.log"),
@@ -62,6 +65,7 @@ impl Platform {
             .args(["--api-listen", &self.api_listen.to_string()])
             .args(["--router-listen", &self.router.to_string()])
             .args(["--router-tls-listen", &self.router_tls.to_string()])
+            .args(["--ssh-listen", &self.ssh.to_string()])
             .args(["--host-prefix", PREFIX, "--container-subnet", SUBNET])
             .args(["--stop-grace-secs", "5"])
             .env("INGOT_CLI_HOME", &self.cli_home)
@@ -143,9 +147,15 @@ impl Platform {
 
     /// Runs the CLI; returns its output whatever the exit status.
     pub fn cli_output(&self, args: &[&str]) -> Output {
+        self.cli_output_in(&self.cli_home, args)
+    }
+
+    /// Runs the CLI with its login kept in `cli_home` (another user's).
+    pub fn cli_output_in(&self, cli_home: &Path, args: &[&str]) -> Output {
+        std::fs::create_dir_all(cli_home).expect("cli home");
         Command::new(env!("CARGO_BIN_EXE_ingot"))
             .args(args)
-            .env("INGOT_CLI_HOME", &self.cli_home)
+            .env("INGOT_CLI_HOME", cli_home)
             .stdin(Stdio::null())
             .output()
             .expect("run the ingot CLI")
@@ -153,7 +163,12 @@ impl Platform {
 
     /// Runs the CLI and fails the test (with everything printed) unless it succeeds.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = self.cli_output(args);
+        self.cli_in(&self.cli_home, args)
+    }
+
+    /// [`Platform::cli`] with the login kept in `cli_home`.
+    pub fn cli_in(&self, cli_home: &Path, args: &[&str]) -> String {
+        let out = self.cli_output_in(cli_home, args);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
             out.status.success(),
@@ -168,7 +183,12 @@ impl Platform {
 
     /// Runs the CLI and expects it to fail; returns stderr.
     pub fn cli_fails(&self, args: &[&str]) -> String {
-        let out = self.cli_output(args);
+        self.cli_fails_in(&self.cli_home, args)
+    }
+
+    /// [`Platform::cli_fails`] with the login kept in `cli_home`.
+    pub fn cli_fails_in(&self, cli_home: &Path, args: &[&str]) -> String {
+        let out = self.cli_output_in(cli_home, args);
         assert!(
             !out.status.success(),
             "`ingot {}` should have failed\n{}",
@@ -206,19 +226,21 @@ impl Platform {
                 .expect("admin credentials"),
         )
         .expect("admin credentials are JSON");
+        self.token_for(
+            credentials["username"].as_str().expect("username"),
+            credentials["password"].as_str().expect("password"),
+        )
+    }
+
+    /// A fresh access token for a user.
+    pub fn token_for(&self, username: &str, password: &str) -> String {
         let response: serde_json::Value = reqwest::blocking::Client::new()
             .post(format!("{}/uaa/oauth/token", self.api_url))
             .basic_auth("cf", Some(""))
             .form(&[
                 ("grant_type", "password"),
-                (
-                    "username",
-                    credentials["username"].as_str().expect("username"),
-                ),
-                (
-                    "password",
-                    credentials["password"].as_str().expect("password"),
-                ),
+                ("username", username),
+                ("password", password),
             ])
             .send()
             .expect("token request")
@@ -226,7 +248,7 @@ impl Platform {
             .expect("token JSON");
         response["access_token"]
             .as_str()
-            .expect("access_token")
+            .unwrap_or_else(|| panic!("no access_token for {username}: {response}"))
             .to_string()
     }
 
