@@ -373,14 +373,13 @@ async fn org_users(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     crate::http::require::<Org>(&api, &guid).await?;
-    let users = users_with_roles(&api, Query::new().eq("org_guid", &guid)).await?;
     let path = format!("/v3/organizations/{guid}/users");
-    list::<User>(
+    users_of(
         &api,
         &access,
-        raw.as_deref(),
+        raw,
         &path,
-        Query::new().any_of("guid", users),
+        Query::new().eq("org_guid", &guid),
     )
     .await
 }
@@ -392,13 +391,31 @@ async fn space_users(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     crate::http::require::<Space>(&api, &guid).await?;
-    let users = users_with_roles(&api, Query::new().eq("space_guid", &guid)).await?;
     let path = format!("/v3/spaces/{guid}/users");
-    list::<User>(
+    users_of(
         &api,
         &access,
-        raw.as_deref(),
+        raw,
         &path,
+        Query::new().eq("space_guid", &guid),
+    )
+    .await
+}
+
+/// The list of users holding the roles `roles` selects.
+async fn users_of(
+    api: &Api,
+    access: &Access,
+    raw: Option<String>,
+    path: &str,
+    roles: Query,
+) -> ApiResult<Response> {
+    let users = users_with_roles(api, roles).await?;
+    list::<User>(
+        api,
+        access,
+        raw.as_deref(),
+        path,
         Query::new().any_of("guid", users),
     )
     .await

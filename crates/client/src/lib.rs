@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod people;
 pub mod poll;
 pub mod resources;
+pub mod routes;
 pub mod services;
 pub mod ssh;
 mod v3;

@@ -41,6 +41,13 @@ pub struct UpArgs {
     /// Listen address of the SSH proxy (`ingot ssh`, `cf ssh`).
     #[arg(long, default_value = "0.0.0.0:2222")]
     pub ssh_listen: SocketAddr,
+    /// Serve the platform itself through the router by host name, as CF's
+    /// system domain: the API at `api.D`, the token server at `login.D` and
+    /// `uaa.D`, log-cache at `log-cache.D`, the log stream at
+    /// `log-stream.D`, the websocket log endpoints at `doppler.D`, SSH
+    /// advertised at `ssh.D`; `/` links to those names (for wildcard DNS).
+    #[arg(long)]
+    pub system_domain: Option<String>,
     /// The shared domain apps get routes on.
     #[arg(long, default_value = "apps.localhost")]
     pub app_domain: String,
@@ -73,9 +80,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let home = absolute(&args.home)?;
     create_private_dir(&home)?;
+    let system = args
+        .system_domain
+        .as_deref()
+        .map(|domain| SystemUrls::new(domain, args.router_listen.port(), args.ssh_listen.port()));
     let api_url = args
         .api_url
         .clone()
+        .or_else(|| system.as_ref().map(|s| s.url("api")))
         .unwrap_or_else(|| format!("http://{}", args.api_listen))
         .trim_end_matches('/')
         .to_string();
@@ -174,6 +186,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // happens, they are removed before returning.
     let outcome: anyhow::Result<()> = async {
         let table = ingot_router::RouteTable::new();
+        if let Some(system) = &system {
+            system.register(&table, local_addr(args.api_listen));
+        }
         let scheduler = ingot_scheduler::Scheduler::start(
             ingot_scheduler::SchedulerConfig {
                 work_dir: home.join("cell"),
@@ -203,13 +218,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }),
             ingot_api::ApiConfig {
                 external_url: api_url.clone(),
-                uaa_url: format!("{api_url}/uaa"),
-                log_cache_url: format!("{api_url}/log-cache"),
-                log_stream_url: Some(format!("{api_url}/log-stream")),
-                logging_url: Some(format!("{}/doppler", api_url.replacen("http", "ws", 1))),
+                uaa_url: match &system {
+                    Some(s) => s.url("uaa"),
+                    None => format!("{api_url}/uaa"),
+                },
+                log_cache_url: match &system {
+                    Some(s) => s.url("log-cache"),
+                    None => format!("{api_url}/log-cache"),
+                },
+                log_stream_url: Some(match &system {
+                    Some(s) => s.url("log-stream"),
+                    None => format!("{api_url}/log-stream"),
+                }),
+                logging_url: Some(match &system {
+                    Some(s) => s.url("doppler").replacen("http", "ws", 1),
+                    None => format!("{}/doppler", api_url.replacen("http", "ws", 1)),
+                }),
                 app_domain: args.app_domain.clone(),
                 router_url: local_url(args.router_listen),
-                ssh_endpoint: Some(ssh_endpoint.clone()),
+                ssh_endpoint: Some(
+                    system
+                        .as_ref()
+                        .map_or_else(|| ssh_endpoint.clone(), |s| s.ssh.clone()),
+                ),
                 ssh_host_key_fingerprint: Some(ssh_fingerprint),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
@@ -290,6 +321,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let api_stop = stopped(stop_rx.clone());
+        let http = match &system {
+            Some(s) => s.dispatch(http),
+            None => http,
+        };
         let api_server = tokio::spawn(async move {
             axum::serve(
                 api_listener,
@@ -538,4 +573,105 @@ fn sync_drains(
             }
         }
     })
+}
+
+/// The platform's own names under a system domain (`--system-domain`).
+struct SystemUrls {
+    domain: String,
+    /// `:PORT` of the router, empty on port 80.
+    port_suffix: String,
+    /// `ssh.D:PORT`.
+    ssh: String,
+}
+
+/// The system host names and the API path each one serves.
+const SYSTEM_HOSTS: &[(&str, &str)] = &[
+    ("api", ""),
+    ("login", "/uaa"),
+    ("uaa", "/uaa"),
+    ("log-cache", "/log-cache"),
+    ("log-stream", "/log-stream"),
+    ("doppler", "/doppler"),
+];
+
+impl SystemUrls {
+    fn new(domain: &str, router_port: u16, ssh_port: u16) -> Self {
+        let domain = domain.trim_matches('.').to_ascii_lowercase();
+        SystemUrls {
+            port_suffix: if router_port == 80 {
+                String::new()
+            } else {
+                format!(":{router_port}")
+            },
+            ssh: format!("ssh.{domain}:{ssh_port}"),
+            domain,
+        }
+    }
+
+    /// `http://NAME.D[:PORT]`.
+    fn url(&self, name: &str) -> String {
+        format!("http://{name}.{}{}", self.domain, self.port_suffix)
+    }
+
+    /// Routes every system host name to the API's listener.
+    fn register(&self, table: &ingot_router::RouteTable, api: SocketAddr) {
+        for (name, _) in SYSTEM_HOSTS {
+            let host = format!("{name}.{}", self.domain);
+            table.register(
+                &host,
+                ingot_router::Endpoint {
+                    addr: api,
+                    app_guid: "platform".into(),
+                    process_guid: format!("platform-{name}"),
+                    instance_guid: format!("platform-{name}"),
+                    index: 0,
+                },
+            );
+        }
+    }
+
+    /// Serves each system host name from its part of the API: a request for
+    /// `uaa.D/oauth/token` is answered by `/uaa/oauth/token`.
+    fn dispatch(&self, http: axum::Router) -> axum::Router {
+        let domain = self.domain.clone();
+        axum::Router::new()
+            .fallback_service(http)
+            .layer(axum::middleware::map_request(
+                move |mut req: axum::extract::Request| {
+                    let domain = domain.clone();
+                    async move {
+                        let host = req
+                            .headers()
+                            .get(axum::http::header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                            .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
+                        let prefix = host.and_then(|host| {
+                            SYSTEM_HOSTS.iter().find_map(|(name, prefix)| {
+                                (host == format!("{name}.{domain}")).then_some(*prefix)
+                            })
+                        });
+                        if let Some(prefix) = prefix.filter(|p| !p.is_empty()) {
+                            let path_and_query = req
+                                .uri()
+                                .path_and_query()
+                                .map_or("/", |pq| pq.as_str())
+                                .to_string();
+                            if let Ok(uri) = format!("{prefix}{path_and_query}").parse() {
+                                *req.uri_mut() = uri;
+                            }
+                        }
+                        req
+                    }
+                },
+            ))
+    }
+}
+
+/// Where this machine reaches a listener: loopback for an unspecified address.
+fn local_addr(listen: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
+    } else {
+        listen
+    }
 }

@@ -72,7 +72,17 @@ const GROUPS: &[(&str, &[&str])] = &[
             "delete-service",
         ],
     ),
-    ("Routes", &[]),
+    (
+        "Routes",
+        &[
+            "routes",
+            "domains",
+            "create-route",
+            "map-route",
+            "unmap-route",
+            "delete-route",
+        ],
+    ),
     (
         "Orgs and spaces",
         &[

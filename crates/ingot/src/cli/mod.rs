@@ -11,6 +11,7 @@ mod help;
 mod logs;
 mod plugins;
 mod push;
+mod routes;
 mod services;
 mod ssh;
 mod tasks;
@@ -315,6 +316,36 @@ pub enum Action {
         after_help = "Examples:\n  ingot firehose\n  ingot firehose --types log -n 100\n  ingot firehose --json --shard-id archiver | my-archiver"
     )]
     Firehose(firehose::FirehoseArgs),
+    /// List the domains.
+    #[command(after_help = "Examples:\n  ingot domains\n  ingot domains --json")]
+    Domains(ListArgs),
+    /// List the routes of the targeted space and the apps they reach.
+    #[command(after_help = "Examples:\n  ingot routes\n  ingot routes --json")]
+    Routes(ListArgs),
+    /// Create a route in the targeted space.
+    #[command(
+        name = "create-route",
+        after_help = "Examples:\n  ingot create-route apps.localhost --hostname shop\n  ingot create-route apps.localhost --hostname shop --path /api"
+    )]
+    CreateRoute(routes::RouteArgs),
+    /// Send a route's requests to an app (creating the route if needed).
+    #[command(
+        name = "map-route",
+        after_help = "Examples:\n  ingot map-route my-app apps.localhost --hostname shop"
+    )]
+    MapRoute(routes::MapArgs),
+    /// Stop sending a route's requests to an app.
+    #[command(
+        name = "unmap-route",
+        after_help = "Examples:\n  ingot unmap-route my-app apps.localhost --hostname shop"
+    )]
+    UnmapRoute(routes::MapArgs),
+    /// Delete a route.
+    #[command(
+        name = "delete-route",
+        after_help = "Examples:\n  ingot delete-route apps.localhost --hostname shop -f"
+    )]
+    DeleteRoute(routes::DeleteRouteArgs),
     /// Show or follow an app's logs.
     #[command(after_help = "Examples:\n  ingot logs my-app\n  ingot logs my-app --recent")]
     Logs(logs::LogsArgs),
@@ -402,6 +433,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         A::Env(args) => apps::env(args).await,
         A::SetEnv(args) => apps::set_env(args).await,
         A::Logs(args) => logs::logs(args).await,
+        A::Domains(args) => routes::domains(args).await,
+        A::Routes(args) => routes::routes(args).await,
+        A::CreateRoute(args) => routes::create_route(args).await,
+        A::MapRoute(args) => routes::map_route(args).await,
+        A::UnmapRoute(args) => routes::unmap_route(args).await,
+        A::DeleteRoute(args) => routes::delete_route(args).await,
         A::Firehose(args) => firehose::firehose(args).await,
         A::CreateUserProvidedService(args) => services::create_user_provided(args).await,
         A::UpdateUserProvidedService(args) => services::update_user_provided(args).await,

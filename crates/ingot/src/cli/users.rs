@@ -371,128 +371,102 @@ pub(crate) async fn delete_user(args: DeleteUserArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ingot set-org-role NAME ORG ROLE`.
-pub(crate) async fn set_org_role(args: OrgRoleArgs) -> anyhow::Result<()> {
-    let role = api_role(&args.role, "organization_")?;
+/// Gives (`give`) or takes a role in an organization or, with `space`, in
+/// one of its spaces, printing cf's lines. Giving any role also makes the
+/// user a member of the organization (`organization_user`), as cf does.
+async fn change_role(
+    username: &str,
+    org: &str,
+    space: Option<&str>,
+    role: &str,
+    give: bool,
+) -> anyhow::Result<()> {
+    let scope = if space.is_some() {
+        "space_"
+    } else {
+        "organization_"
+    };
+    let role = api_role(role, scope)?;
     let mut session = Session::open()?;
+    let place = match space {
+        Some(s) => format!("org {org} / space {s}"),
+        None => format!("org {org}"),
+    };
+    let (verb, preposition) = if give {
+        ("Assigning", "to")
+    } else {
+        ("Removing", "from")
+    };
     println!(
-        "Assigning role {} to user {} in org {} as {}...",
+        "{verb} role {} {preposition} user {username} in {place} as {}...",
         cf_role(role),
-        args.username,
-        args.org,
         session.user()
     );
-    let org = find_org(&session, &args.org).await?;
-    // A user needs the organization_user role under any other org role.
-    for kind in ["organization_user", role] {
-        session
-            .client()
-            .set_role(&args.username, kind, RoleTarget::Org(&org.guid))
+    let org = find_org(&session, org).await?;
+    let space = match space {
+        Some(name) => Some(find_space(&session, &org, name).await?),
+        None => None,
+    };
+    let target = match &space {
+        Some(s) => RoleTarget::Space(&s.guid),
+        None => RoleTarget::Org(&org.guid),
+    };
+    let client = session.client();
+    if give {
+        client
+            .set_role(username, "organization_user", RoleTarget::Org(&org.guid))
             .await
             .or_explain(format!(
-                "cannot assign {} to {}",
-                cf_role(role),
-                args.username
+                "cannot make {username} a member of org {}",
+                org.name
             ))?;
+        client
+            .set_role(username, role, target)
+            .await
+            .or_explain(format!("cannot assign {} to {username}", cf_role(role)))?;
+    } else {
+        client
+            .unset_role(username, role, target)
+            .await
+            .or_explain(format!("cannot remove {} from {username}", cf_role(role)))?;
     }
     session.keep_tokens();
     println!("OK");
     Ok(())
 }
 
-/// `ingot unset-org-role NAME ORG ROLE`.
-pub(crate) async fn unset_org_role(args: OrgRoleArgs) -> anyhow::Result<()> {
-    let role = api_role(&args.role, "organization_")?;
-    let mut session = Session::open()?;
-    println!(
-        "Removing role {} from user {} in org {} as {}...",
-        cf_role(role),
-        args.username,
-        args.org,
-        session.user()
-    );
-    let org = find_org(&session, &args.org).await?;
-    session
-        .client()
-        .unset_role(&args.username, role, RoleTarget::Org(&org.guid))
-        .await
-        .or_explain(format!(
-            "cannot remove {} from {}",
-            cf_role(role),
-            args.username
-        ))?;
-    session.keep_tokens();
-    println!("OK");
-    Ok(())
+/// `ingot set-org-role NAME ORG ROLE`.
+pub(crate) async fn set_org_role(args: OrgRoleArgs) -> anyhow::Result<()> {
+    change_role(&args.username, &args.org, None, &args.role, true).await
 }
 
-/// `ingot set-space-role NAME ORG SPACE ROLE`: also makes the user a member
-/// of the organization, as cf does.
+/// `ingot unset-org-role NAME ORG ROLE`.
+pub(crate) async fn unset_org_role(args: OrgRoleArgs) -> anyhow::Result<()> {
+    change_role(&args.username, &args.org, None, &args.role, false).await
+}
+
+/// `ingot set-space-role NAME ORG SPACE ROLE`.
 pub(crate) async fn set_space_role(args: SpaceRoleArgs) -> anyhow::Result<()> {
-    let role = api_role(&args.role, "space_")?;
-    let mut session = Session::open()?;
-    println!(
-        "Assigning role {} to user {} in org {} / space {} as {}...",
-        cf_role(role),
-        args.username,
-        args.org,
-        args.space,
-        session.user()
-    );
-    let org = find_org(&session, &args.org).await?;
-    let space = find_space(&session, &org, &args.space).await?;
-    session
-        .client()
-        .set_role(
-            &args.username,
-            "organization_user",
-            RoleTarget::Org(&org.guid),
-        )
-        .await
-        .or_explain(format!(
-            "cannot make {} a member of org {}",
-            args.username, org.name
-        ))?;
-    session
-        .client()
-        .set_role(&args.username, role, RoleTarget::Space(&space.guid))
-        .await
-        .or_explain(format!(
-            "cannot assign {} to {}",
-            cf_role(role),
-            args.username
-        ))?;
-    session.keep_tokens();
-    println!("OK");
-    Ok(())
+    change_role(
+        &args.username,
+        &args.org,
+        Some(&args.space),
+        &args.role,
+        true,
+    )
+    .await
 }
 
 /// `ingot unset-space-role NAME ORG SPACE ROLE`.
 pub(crate) async fn unset_space_role(args: SpaceRoleArgs) -> anyhow::Result<()> {
-    let role = api_role(&args.role, "space_")?;
-    let mut session = Session::open()?;
-    println!(
-        "Removing role {} from user {} in org {} / space {} as {}...",
-        cf_role(role),
-        args.username,
-        args.org,
-        args.space,
-        session.user()
-    );
-    let org = find_org(&session, &args.org).await?;
-    let space = find_space(&session, &org, &args.space).await?;
-    session
-        .client()
-        .unset_role(&args.username, role, RoleTarget::Space(&space.guid))
-        .await
-        .or_explain(format!(
-            "cannot remove {} from {}",
-            cf_role(role),
-            args.username
-        ))?;
-    session.keep_tokens();
-    println!("OK");
-    Ok(())
+    change_role(
+        &args.username,
+        &args.org,
+        Some(&args.space),
+        &args.role,
+        false,
+    )
+    .await
 }
 
 #[derive(Serialize)]

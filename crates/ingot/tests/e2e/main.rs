@@ -10,6 +10,7 @@ mod platform;
 mod rolling;
 mod ssh;
 mod support;
+mod system_domain;
 mod tenants;
 
 use std::collections::BTreeSet;
@@ -67,6 +68,7 @@ fn walking_skeleton() {
     tenants::roles_limit_what_users_see(&platform, &work);
     log_stream_and_container_metrics(&platform);
     dropsonde_decodes_recent_logs(&platform);
+    dropsonde_decodes_the_streams(&platform);
     drains::a_syslog_drain_gets_the_apps_lines(&platform);
     drains::the_firehose_cli_prints_the_stream(&platform);
     inside_an_instance(&platform);
@@ -76,6 +78,7 @@ fn walking_skeleton() {
     a_plugin_lists_the_apps(&platform, &work);
     a_task_runs_once(&platform);
     rolling::rolling_deploys_drop_nothing(&platform, &work);
+    routes_map_and_unmap(&platform);
     slow_start_gets_no_traffic(&platform, &work);
     bad_input_changes_nothing(&platform, &work);
 
@@ -118,6 +121,11 @@ fn walking_skeleton() {
         "left behind after stopping:\n{}",
         left.join("\n")
     );
+
+    let system_home = tmp.path().join("system-home");
+    system_domain::the_router_serves_the_platform_by_name(&system_home);
+    let left = leftovers(&system_home);
+    assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
 }
 
 fn push_static_site(platform: &Platform) {
@@ -386,6 +394,74 @@ fn log_stream_and_container_metrics(platform: &Platform) {
             })
         },
     );
+}
+
+/// `map-route` sends a second host name to an app, `routes` shows it, and
+/// `unmap-route` and `delete-route` take it away again.
+fn routes_map_and_unmap(platform: &Platform) {
+    let host = "probe-alias.apps.localhost";
+    assert_eq!(platform.get_app(host, "/").0, 404);
+    platform.cli(&["map-route", "probe", "apps.localhost", "--hostname", "probe-alias"]);
+    platform.wait_for_app(host, "/");
+    let routes = platform.cli(&["routes"]);
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.contains("probe-alias.apps.localhost") && l.contains("probe")),
+        "{routes}"
+    );
+    platform.cli(&["unmap-route", "probe", "apps.localhost", "--hostname", "probe-alias"]);
+    platform.wait_for("the alias to stop reaching the app", Duration::from_secs(30), || {
+        platform.get_app(host, "/").0 != 200
+    });
+    platform.cli(&["delete-route", "apps.localhost", "--hostname", "probe-alias", "-f"]);
+    platform.wait_for("the alias route to be gone", Duration::from_secs(30), || {
+        platform.get_app(host, "/").0 == 404
+    });
+    let domains = platform.cli(&["domains"]);
+    assert!(domains.contains("apps.localhost"), "{domains}");
+}
+
+/// The traffic controller's websockets, `/apps/:guid/stream` and
+/// `/firehose/:subscription_id`, decoded frame by frame by the PyPI
+/// `dropsonde` package while the app is being called.
+fn dropsonde_decodes_the_streams(platform: &Platform) {
+    let python =
+        std::env::var("INGOT_TEST_PYTHON").expect("INGOT_TEST_PYTHON (scripts/test.sh sets it up)");
+    let guid = platform.app_guid("probe");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/dropsonde_stream.py");
+    let ws = platform.api_url.replacen("http", "ws", 1);
+    let token = platform.token();
+    for (endpoint, marker) in [
+        (format!("{ws}/doppler/apps/{guid}/stream"), "/stream-marker"),
+        (
+            format!("{ws}/doppler/firehose/e2e-nozzle"),
+            "/firehose-marker",
+        ),
+    ] {
+        let mut reader = Command::new(&python)
+            .arg(&script)
+            .args([endpoint.as_str(), token.as_str(), marker])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the dropsonde stream check");
+        platform.wait_for(
+            &format!("{endpoint} to carry {marker}"),
+            Duration::from_secs(30),
+            || {
+                platform.get_app("probe.apps.localhost", marker);
+                reader.try_wait().expect("wait").is_some()
+            },
+        );
+        let out = reader.wait_with_output().expect("output");
+        assert!(
+            out.status.success(),
+            "{endpoint}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// The legacy traffic controller endpoint, decoded by the PyPI `dropsonde`

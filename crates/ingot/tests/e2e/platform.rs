@@ -21,6 +21,7 @@ pub struct Platform {
     pub router_tls: SocketAddr,
     pub ssh: SocketAddr,
     api_listen: SocketAddr,
+    extra_args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -33,6 +34,11 @@ fn free_port() -> SocketAddr {
 impl Platform {
     /// Boots `ingot up` on `home` and waits until its API answers.
     pub fn start(home: &Path) -> Self {
+        Self::start_with(home, &[])
+    }
+
+    /// Boots `ingot up` with more flags.
+    pub fn start_with(home: &Path, extra_args: &[&str]) -> Self {
         let api_listen = free_port();
         let router = free_port();
         let router_tls = free_port();
@@ -45,6 +51,7 @@ impl Platform {
             router_tls,
             ssh,
             api_listen,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             child: None,
             log: home.join("platform.log"),
         };
@@ -68,6 +75,7 @@ impl Platform {
             .args(["--ssh-listen", &self.ssh.to_string()])
             .args(["--host-prefix", PREFIX, "--container-subnet", SUBNET])
             .args(["--stop-grace-secs", "5"])
+            .args(&self.extra_args)
             .env("INGOT_CLI_HOME", &self.cli_home)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
