@@ -28,7 +28,9 @@ use sqlx::SqliteConnection;
 use crate::apps::{app_context, audit_app, desired_process};
 use crate::authz::{Access, Scope};
 use crate::error::{ApiError, ApiResult};
-use crate::http::{created, index, list, ok, parse_json, require, show, Listed};
+use crate::http::{
+    created, list, ok, page_response, parse_json, require, show, ListParams, Listed,
+};
 use crate::model::{
     link, link_method, new_guid, now, rel, App, Desired, Droplet, Metadata, Process,
 };
@@ -42,7 +44,7 @@ pub(crate) fn routes() -> Router<Api> {
     Router::new()
         .route(
             "/v3/deployments",
-            get(index::<Deployment>).post(create_deployment),
+            get(list_deployments).post(create_deployment),
         )
         .route("/v3/deployments/{guid}", get(show::<Deployment>))
         .route("/v3/deployments/{guid}/actions/cancel", post(cancel))
@@ -145,6 +147,54 @@ impl Listed for Deployment {
         ("app_guids", "app_guid"),
         ("states", "state"),
     ];
+}
+
+/// `GET /v3/deployments`, with CF's `status_values` (`ACTIVE`,
+/// `FINALIZED`) and `status_reasons` filters besides the plain ones (the cf
+/// CLI asks for `app_guids=…&status_values=ACTIVE` on every push).
+async fn list_deployments(
+    State(api): State<Api>,
+    Extension(access): Extension<Access>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let mut names = ListParams::names(Deployment::FILTERS);
+    names.extend(["status_values", "status_reasons"]);
+    let params = ListParams::parse(raw.as_deref(), &names, Deployment::ORDERS)?;
+    let mut q = params.narrow(Query::new(), Deployment::FILTERS);
+    let states = |pairs: &[(&str, &[&str])], wanted: Vec<String>| -> Vec<String> {
+        pairs
+            .iter()
+            .filter(|(name, _)| wanted.iter().any(|w| w == name))
+            .flat_map(|(_, states)| states.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    if let Some(values) = params.filter("status_values") {
+        let pairs: &[(&str, &[&str])] = &[
+            ("ACTIVE", &["DEPLOYING", "CANCELING"]),
+            ("FINALIZED", &["DEPLOYED", "CANCELED"]),
+        ];
+        q = q.any_of("state", states(pairs, values));
+    }
+    if let Some(reasons) = params.filter("status_reasons") {
+        let pairs: &[(&str, &[&str])] = &[
+            ("DEPLOYING", &["DEPLOYING"]),
+            ("CANCELING", &["CANCELING"]),
+            ("DEPLOYED", &["DEPLOYED"]),
+            ("CANCELED", &["CANCELED"]),
+        ];
+        q = q.any_of("state", states(pairs, reasons));
+    }
+    let mut c = api.inner.pool.acquire().await?;
+    page_response::<Deployment>(
+        &api,
+        &access,
+        &mut c,
+        raw.as_deref(),
+        &params,
+        "/v3/deployments",
+        q,
+    )
+    .await
 }
 
 /// What one deployment of an app ran.

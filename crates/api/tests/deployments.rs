@@ -18,6 +18,9 @@ struct Deployed {
 /// staged but not deployed.
 async fn two_droplets() -> Deployed {
     let h = Harness::new().await;
+    h.runtime
+        .report_desired
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let space = h.space_guid().await;
     let (status, app) = h
         .call(

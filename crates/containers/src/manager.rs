@@ -697,6 +697,35 @@ impl ContainerManager {
         validate_id(id).ok()?;
         cgroup::usage(self.version, &self.cgroup_path(id))
     }
+
+    /// Bytes the container has written to its root file system (its
+    /// overlay's upper directory), counted as `du` counts them; blocking
+    /// file system work, to be run off the async workers.
+    pub fn disk_usage(&self, id: &str) -> Option<u64> {
+        validate_id(id).ok()?;
+        let upper = ContainerDirs::new(&self.config.state_dir, id).upper();
+        Some(tree_bytes(&upper))
+    }
+}
+
+/// The space a directory tree takes on disk, without following links.
+fn tree_bytes(root: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut total = 0u64;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            total = total.saturating_add(meta.blocks().saturating_mul(512));
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    total
 }
 
 /// Runs blocking file system work (removing trees, mounting, writing files) on tokio's

@@ -170,7 +170,7 @@ impl ingot_api::Runtime for SchedulerRuntime {
                 port: status.addr.map(|a| a.port()),
                 uptime_secs: status.uptime_secs,
                 mem_bytes: status.mem_bytes,
-                disk_bytes: 0,
+                disk_bytes: status.disk_bytes,
                 cpu: status.cpu,
                 details: status.details,
             })

@@ -287,6 +287,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         scheduler.register_metrics(&mut registry);
         ssh_proxy.register_metrics(&mut registry);
         let registry = Arc::new(registry);
+        let counters = emit_counters(Arc::clone(&registry), Arc::clone(&logs));
 
         let log_access = Arc::new(LogAccess {
             tokens: tokens.clone(),
@@ -395,6 +396,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         scheduler.shutdown().await;
         crash_forwarder.abort();
         drain_sync.abort();
+        counters.abort();
         drains.shutdown();
         let _ = api_server.await;
         let _ = router_server.await;
@@ -674,4 +676,33 @@ fn local_addr(listen: SocketAddr) -> SocketAddr {
     } else {
         listen
     }
+}
+
+/// How often the platform's counters go onto the firehose.
+const COUNTER_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Puts every Prometheus counter of the platform onto the firehose as a
+/// counter envelope (source `ingot`, labels as tags), as Loggregator carries
+/// each component's counters.
+fn emit_counters(
+    registry: Arc<Registry>,
+    logs: Arc<dyn ingot_logs::LogSink>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut previous = std::collections::HashMap::new();
+        let mut tick = tokio::time::interval(COUNTER_INTERVAL);
+        loop {
+            tick.tick().await;
+            let mut text = String::new();
+            if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+                continue;
+            }
+            ingot_logs::emit_counters(
+                &*logs,
+                "ingot",
+                ingot_logs::counters_from_openmetrics(&text),
+                &mut previous,
+            );
+        }
+    })
 }

@@ -27,6 +27,9 @@ pub struct Envelope {
     /// Nanoseconds since the Unix epoch.
     #[prost(int64, optional, tag = "6")]
     pub timestamp: Option<i64>,
+    /// An HTTP request, when `event_type` is `HttpStartStop`.
+    #[prost(message, optional, tag = "7")]
+    pub http_start_stop: Option<HttpStartStop>,
     /// A log line, when `event_type` is `LogMessage`.
     #[prost(message, optional, tag = "8")]
     pub log_message: Option<LogMessage>,
@@ -60,7 +63,7 @@ pub struct Envelope {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
 #[repr(i32)]
 pub enum EventType {
-    /// An HTTP request's start and end (Ingot sends none).
+    /// An [`HttpStartStop`].
     HttpStartStop = 4,
     /// A [`LogMessage`].
     LogMessage = 5,
@@ -72,6 +75,157 @@ pub enum EventType {
     Error = 8,
     /// A [`ContainerMetric`].
     ContainerMetric = 9,
+}
+
+/// `events.UUID`: a 128-bit UUID as two little-endian halves.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct Uuid {
+    /// Bytes 0..8 of the UUID, read as a little-endian integer.
+    #[prost(uint64, required, tag = "1")]
+    pub low: u64,
+    /// Bytes 8..16 of the UUID, read as a little-endian integer.
+    #[prost(uint64, required, tag = "2")]
+    pub high: u64,
+}
+
+impl Uuid {
+    /// Parses the textual form (`f47ac10b-58cc-4372-a567-0e02b2c3d479`,
+    /// hyphens optional); `None` unless it is 32 hex digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 16];
+        let mut digits = text.bytes().filter(|&b| b != b'-');
+        for byte in &mut bytes {
+            let hi = (digits.next()? as char).to_digit(16)?;
+            let lo = (digits.next()? as char).to_digit(16)?;
+            // Two hex digits are below 256.
+            *byte = (hi * 16 + lo) as u8;
+        }
+        if digits.next().is_some() {
+            return None;
+        }
+        let mut low = [0u8; 8];
+        let mut high = [0u8; 8];
+        low.copy_from_slice(&bytes[..8]);
+        high.copy_from_slice(&bytes[8..]);
+        Some(Self {
+            low: u64::from_le_bytes(low),
+            high: u64::from_le_bytes(high),
+        })
+    }
+}
+
+/// `events.PeerType.Client`: the request was made by the emitter.
+pub const PEER_TYPE_CLIENT: i32 = 1;
+/// `events.PeerType.Server`: the request was received by the emitter.
+pub const PEER_TYPE_SERVER: i32 = 2;
+
+/// The names of `events.Method`, in order: a method's number is its
+/// position plus one.
+pub const METHOD_NAMES: [&str; 44] = [
+    "GET",
+    "POST",
+    "PUT",
+    "DELETE",
+    "HEAD",
+    "ACL",
+    "BASELINE_CONTROL",
+    "BIND",
+    "CHECKIN",
+    "CHECKOUT",
+    "CONNECT",
+    "COPY",
+    "DEBUG",
+    "LABEL",
+    "LINK",
+    "LOCK",
+    "MERGE",
+    "MKACTIVITY",
+    "MKCALENDAR",
+    "MKCOL",
+    "MKREDIRECTREF",
+    "MKWORKSPACE",
+    "MOVE",
+    "OPTIONS",
+    "ORDERPATCH",
+    "PATCH",
+    "PRI",
+    "PROPFIND",
+    "PROPPATCH",
+    "REBIND",
+    "REPORT",
+    "SEARCH",
+    "SHOWMETHOD",
+    "SPACEJUMP",
+    "TEXTSEARCH",
+    "TRACE",
+    "TRACK",
+    "UNBIND",
+    "UNCHECKOUT",
+    "UNLINK",
+    "UNLOCK",
+    "UPDATE",
+    "UPDATEREDIRECTREF",
+    "VERSION_CONTROL",
+];
+
+/// The `events.Method` number of an HTTP method name (`VERSION-CONTROL`
+/// is `VERSION_CONTROL`); `GET` for a method the enum lacks, because a
+/// proto2 decoder refuses a required enum field with an unknown value.
+pub fn method_number(name: &str) -> i32 {
+    let name = name.trim().to_ascii_uppercase().replace('-', "_");
+    METHOD_NAMES
+        .iter()
+        .position(|m| *m == name)
+        .map_or(1, |i| i as i32 + 1)
+}
+
+/// `events.HttpStartStop`: one HTTP request from start to end. `peerType`
+/// and `method` are enums on the wire; they are kept as their numbers
+/// ([`PEER_TYPE_SERVER`], [`method_number`]), which encode the same.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HttpStartStop {
+    /// When the request was received, ns since the epoch.
+    #[prost(int64, required, tag = "1")]
+    pub start_timestamp: i64,
+    /// When the response was done, ns since the epoch.
+    #[prost(int64, required, tag = "2")]
+    pub stop_timestamp: i64,
+    /// The request's `X-Vcap-Request-Id`.
+    #[prost(message, required, tag = "3")]
+    pub request_id: Uuid,
+    /// `events.PeerType` number.
+    #[prost(int32, required, tag = "4")]
+    pub peer_type: i32,
+    /// `events.Method` number.
+    #[prost(int32, required, tag = "5")]
+    pub method: i32,
+    /// The request's URL.
+    #[prost(string, required, tag = "6")]
+    pub uri: String,
+    /// The client's address.
+    #[prost(string, required, tag = "7")]
+    pub remote_address: String,
+    /// The `User-Agent` header.
+    #[prost(string, required, tag = "8")]
+    pub user_agent: String,
+    /// The response status.
+    #[prost(int32, required, tag = "9")]
+    pub status_code: i32,
+    /// The response body's length in bytes.
+    #[prost(int64, required, tag = "10")]
+    pub content_length: i64,
+    /// The app guid (tag 11 was the deprecated parent request id).
+    #[prost(message, optional, tag = "12")]
+    pub application_id: Option<Uuid>,
+    /// The app instance's index.
+    #[prost(int32, optional, tag = "13")]
+    pub instance_index: Option<i32>,
+    /// The app instance's guid.
+    #[prost(string, optional, tag = "14")]
+    pub instance_id: Option<String>,
+    /// The `X-Forwarded-For` addresses.
+    #[prost(string, repeated, tag = "15")]
+    pub forwarded: Vec<String>,
 }
 
 /// `events.LogMessage`: one line of output.
@@ -203,7 +357,15 @@ fn base(v2: &V2Envelope, event_type: EventType) -> Envelope {
 /// The v1 envelopes loggregator serves for one v2 envelope: a log becomes a
 /// `LogMessage`, a counter a `CounterEvent`, a gauge carrying `cpu`,
 /// `memory`, `disk`, `memory_quota` and `disk_quota` a `ContainerMetric`,
-/// and any other gauge one `ValueMetric` per metric.
+/// any other gauge one `ValueMetric` per metric, and a timer named `http`
+/// an `HttpStartStop` (other timers have no v1 form and yield nothing).
+///
+/// An `http` timer's `HttpStartStop` takes its request from the tags
+/// `request_id`, `peer_type` (`Client`/`Server`), `method`, `uri`,
+/// `remote_address`, `user_agent`, `status_code`, `content_length`,
+/// `instance_index`, `instance_id` and `forwarded` (addresses separated by
+/// newlines), and its `applicationId` from the source id when that is a
+/// UUID. Missing or unparsable values become zero or empty.
 ///
 /// The v2 `origin`, `deployment`, `job`, `index` and `ip` tags become the
 /// envelope fields of those names (`origin` defaults to
@@ -232,6 +394,39 @@ pub fn to_v1(v2: &V2Envelope) -> Vec<Envelope> {
                 name: name.clone(),
                 delta: *delta,
                 total: Some(*total),
+            });
+            vec![e]
+        }
+        Message::Timer { name, start, stop } => {
+            if name != "http" {
+                return Vec::new();
+            }
+            let tag = |k: &str| v2.tags.get(k).map(String::as_str).unwrap_or_default();
+            let mut e = base(v2, EventType::HttpStartStop);
+            e.http_start_stop = Some(HttpStartStop {
+                start_timestamp: *start,
+                stop_timestamp: *stop,
+                request_id: Uuid::parse(tag("request_id")).unwrap_or_default(),
+                peer_type: if tag("peer_type").eq_ignore_ascii_case("client") {
+                    PEER_TYPE_CLIENT
+                } else {
+                    PEER_TYPE_SERVER
+                },
+                method: method_number(tag("method")),
+                uri: tag("uri").to_owned(),
+                remote_address: tag("remote_address").to_owned(),
+                user_agent: tag("user_agent").to_owned(),
+                status_code: tag("status_code").trim().parse().unwrap_or(0),
+                content_length: tag("content_length").trim().parse().unwrap_or(0),
+                application_id: Uuid::parse(&v2.source_id),
+                instance_index: Some(tag("instance_index").trim().parse().unwrap_or(0)),
+                instance_id: Some(tag("instance_id").to_owned()),
+                forwarded: tag("forwarded")
+                    .split('\n')
+                    .map(str::trim)
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             });
             vec![e]
         }
@@ -342,6 +537,116 @@ mod tests {
             .filter_map(|e| e.value_metric.map(|m| m.name))
             .collect();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn uuids_are_two_little_endian_halves() {
+        // The example of dropsonde-protocol's uuid.proto.
+        assert_eq!(
+            Uuid::parse("f47ac10b-58cc-4372-a567-0e02b2c3d479"),
+            Some(Uuid {
+                low: 0x7243_cc58_0bc1_7af4,
+                high: 0x79d4_c3b2_020e_67a5
+            })
+        );
+        assert_eq!(Uuid::parse("not-a-uuid"), None);
+        assert_eq!(Uuid::parse("f47ac10b58cc4372a5670e02b2c3d479ff"), None);
+    }
+
+    #[test]
+    fn an_http_timer_maps_to_an_http_start_stop_from_its_tags() {
+        let tags: crate::Tags = [
+            ("request_id", "f47ac10b-58cc-4372-a567-0e02b2c3d479"),
+            ("peer_type", "Server"),
+            ("method", "POST"),
+            ("uri", "http://app.example.com/x?y=1"),
+            ("remote_address", "10.0.0.1:5555"),
+            ("user_agent", "curl/8"),
+            ("status_code", "201"),
+            ("content_length", "42"),
+            ("instance_index", "3"),
+            ("instance_id", "inst-guid"),
+            ("forwarded", "1.2.3.4\n10.0.0.1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let app = "a1b2c3d4-0000-4000-8000-000000000001";
+        let v2 = V2Envelope::timer(app, "3", "http", 100, 250, tags);
+        let v1 = to_v1(&v2);
+        assert_eq!(v1.len(), 1);
+        assert_eq!(v1[0].event_type(), EventType::HttpStartStop);
+        assert_eq!(
+            v1[0].http_start_stop,
+            Some(HttpStartStop {
+                start_timestamp: 100,
+                stop_timestamp: 250,
+                request_id: Uuid {
+                    low: 0x7243_cc58_0bc1_7af4,
+                    high: 0x79d4_c3b2_020e_67a5
+                },
+                peer_type: PEER_TYPE_SERVER,
+                method: 2,
+                uri: "http://app.example.com/x?y=1".into(),
+                remote_address: "10.0.0.1:5555".into(),
+                user_agent: "curl/8".into(),
+                status_code: 201,
+                content_length: 42,
+                application_id: Uuid::parse(app),
+                instance_index: Some(3),
+                instance_id: Some("inst-guid".into()),
+                forwarded: vec!["1.2.3.4".into(), "10.0.0.1".into()],
+            })
+        );
+        // Other timers have no v1 form.
+        let other = V2Envelope::timer(app, "3", "db", 1, 2, crate::Tags::new());
+        assert!(to_v1(&other).is_empty());
+        assert_eq!(method_number("PATCH"), 26);
+        assert_eq!(method_number("version-control"), 44);
+        assert_eq!(method_number("BREW"), 1);
+    }
+
+    #[test]
+    fn http_start_stop_encoding_uses_the_dropsonde_field_numbers() {
+        let h = HttpStartStop {
+            start_timestamp: 1,
+            stop_timestamp: 2,
+            request_id: Uuid { low: 3, high: 4 },
+            peer_type: PEER_TYPE_SERVER,
+            method: 1,
+            uri: "u".into(),
+            remote_address: "r".into(),
+            user_agent: "a".into(),
+            status_code: 200,
+            content_length: 5,
+            application_id: Some(Uuid { low: 6, high: 7 }),
+            instance_index: Some(8),
+            instance_id: Some("i".into()),
+            forwarded: vec!["f".into()],
+        };
+        assert_eq!(
+            h.encode_to_vec(),
+            [
+                0x08, 1, 0x10, 2, 0x1a, 4, 0x08, 3, 0x10, 4, 0x20, 2, 0x28, 1, 0x32, 1, b'u', 0x3a,
+                1, b'r', 0x42, 1, b'a', 0x48, 0xc8, 0x01, 0x50, 5, 0x62, 4, 0x08, 6, 0x10, 7, 0x68,
+                8, 0x72, 1, b'i', 0x7a, 1, b'f'
+            ]
+        );
+        let e = Envelope {
+            origin: "o".into(),
+            event_type: EventType::HttpStartStop as i32,
+            http_start_stop: Some(HttpStartStop::default()),
+            ..Envelope::default()
+        };
+        // Required fields, the request id's message included, are written
+        // even when zero.
+        assert_eq!(
+            HttpStartStop::default().encode_to_vec()[..10],
+            [0x08, 0, 0x10, 0, 0x1a, 4, 0x08, 0, 0x10, 0]
+        );
+        // httpStartStop is field 7 of the envelope (0x3a = 7 << 3 | 2).
+        let bytes = e.encode_to_vec();
+        assert_eq!(&bytes[..6], [0x0a, 1, b'o', 0x10, 4, 0x3a]);
     }
 
     #[test]

@@ -34,6 +34,11 @@ impl Tags {
         Self(Vec::new())
     }
 
+    /// No tags, with room for `n` without reallocating.
+    pub fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
     fn position(&self, key: &str) -> Result<usize, usize> {
         self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
@@ -144,6 +149,16 @@ pub enum Message {
         /// Running total.
         total: u64,
     },
+    /// The duration of an event, such as an HTTP request (loggregator v2
+    /// `timer`; one named `http` is served as a v1 `HttpStartStop`).
+    Timer {
+        /// Timer name (`http` for the router's requests).
+        name: String,
+        /// When the event began, ns since the Unix epoch.
+        start: i64,
+        /// When the event ended, ns since the Unix epoch.
+        stop: i64,
+    },
 }
 
 /// Which stream a log line came from.
@@ -199,7 +214,7 @@ pub enum EnvelopeType {
     Counter,
     /// Gauges.
     Gauge,
-    /// Timers (Ingot emits none).
+    /// Timers (the router's `http` timers).
     Timer,
     /// Events (Ingot emits none).
     Event,
@@ -259,6 +274,7 @@ impl Message {
             Self::Log { .. } => EnvelopeType::Log,
             Self::Gauge { .. } => EnvelopeType::Gauge,
             Self::Counter { .. } => EnvelopeType::Counter,
+            Self::Timer { .. } => EnvelopeType::Timer,
         }
     }
 }
@@ -324,6 +340,32 @@ impl Envelope {
         )
     }
 
+    /// A timer from `source_id`/`instance_id` named `name`, for an event
+    /// from `start_ns` to `stop_ns` (ns since the Unix epoch), with `tags`,
+    /// stamped now. The router's per-request timer is named `http` and
+    /// carries gorouter's tags (`method`, `status_code`, …; see
+    /// [`crate::dropsonde::to_v1`]).
+    pub fn timer(
+        source_id: &str,
+        instance_id: &str,
+        name: &str,
+        start_ns: i64,
+        stop_ns: i64,
+        tags: Tags,
+    ) -> Self {
+        Self {
+            timestamp: now_nanos(),
+            source_id: source_id.to_owned(),
+            instance_id: instance_id.to_owned(),
+            tags,
+            message: Message::Timer {
+                name: name.to_owned(),
+                start: start_ns,
+                stop: stop_ns,
+            },
+        }
+    }
+
     /// The `source_type` tag, if any.
     pub fn source_type(&self) -> Option<&str> {
         self.tags.get("source_type").map(String::as_str)
@@ -331,7 +373,7 @@ impl Envelope {
 }
 
 /// Nanoseconds since the Unix epoch, now.
-pub(crate) fn now_nanos() -> i64 {
+pub fn now_nanos() -> i64 {
     // A clock before 1970 or after 2262 is not worth failing an emit for.
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -418,5 +460,27 @@ mod tests {
         assert_eq!(EnvelopeType::parse("GAUGE"), Ok(Some(EnvelopeType::Gauge)));
         assert_eq!(EnvelopeType::parse("ANY"), Ok(None));
         assert!(EnvelopeType::parse("METRIC").is_err());
+    }
+
+    #[test]
+    fn timer_constructor_keeps_name_span_and_tags() {
+        let tags: Tags = [("method".to_owned(), "GET".to_owned())]
+            .into_iter()
+            .collect();
+        let env = Envelope::timer("app", "1", "http", 10, 25, tags);
+        assert_eq!(env.message.envelope_type(), EnvelopeType::Timer);
+        assert_eq!(
+            env.message,
+            Message::Timer {
+                name: "http".into(),
+                start: 10,
+                stop: 25
+            }
+        );
+        assert_eq!(env.tags.get("method").map(String::as_str), Some("GET"));
+        assert_eq!(
+            (env.source_id.as_str(), env.instance_id.as_str()),
+            ("app", "1")
+        );
     }
 }

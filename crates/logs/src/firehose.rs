@@ -599,6 +599,7 @@ mod tests {
             Message::Log { payload, .. } => String::from_utf8_lossy(payload).into_owned(),
             Message::Counter { name, delta, total } => format!("{name} {delta} {total}"),
             Message::Gauge { .. } => "gauge".to_owned(),
+            Message::Timer { name, .. } => format!("timer {name}"),
         }
     }
 
@@ -682,6 +683,25 @@ mod tests {
         };
         hose.publish(&c);
         assert_eq!(drain(&counters), ["requests 1 1"]);
+
+        // The RLP gateway's `timer` selector.
+        let timers = hose.subscribe(
+            "",
+            Selector {
+                envelope_types: vec![EnvelopeType::Timer],
+                ..Selector::default()
+            },
+        );
+        hose.publish(&c);
+        hose.publish(&Envelope::timer(
+            "app",
+            "0",
+            "http",
+            1,
+            2,
+            crate::Tags::new(),
+        ));
+        assert_eq!(drain(&timers), ["timer http"]);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! the traffic controller's dropsonde v1 endpoints ([`doppler_router`],
 //! messages in [`dropsonde`]), the per-instance log rate limit
 //! ([`RateLimitedSink`]) and syslog drains ([`DrainManager`], messages in
-//! [`rfc5424`]).
+//! [`rfc5424`]), and each component's Prometheus counters as counter
+//! envelopes ([`emit_counters`]).
 //!
 //! *Invariant*: emitting never blocks on a reader and never fails; a full
 //! store buffer evicts its oldest envelope instead, and a full subscriber
@@ -15,6 +16,7 @@
 //! protobuf-JSON mapping of loggregator v2 lives at the edge in [`wire`].
 
 mod api;
+mod counters;
 mod doppler;
 mod drain_transport;
 pub mod dropsonde;
@@ -29,9 +31,12 @@ mod syslog;
 pub mod wire;
 
 pub use api::{log_cache_router, ReadAuthorizer, ReadDenied};
+pub use counters::{counters_from_openmetrics, emit_counters, ComponentCounter};
 pub use doppler::{doppler_router, doppler_router_with, DopplerConfig, DEFAULT_RECENT_LOGS_LIMIT};
 pub use drain_transport::{DrainError, DrainScheme, DrainTls, DrainType, DrainUrl};
-pub use envelope::{ContainerMetrics, Envelope, EnvelopeType, GaugeValue, LogKind, Message, Tags};
+pub use envelope::{
+    now_nanos, ContainerMetrics, Envelope, EnvelopeType, GaugeValue, LogKind, Message, Tags,
+};
 pub use firehose::{
     dropped_notice_text, Disconnected, Firehose, FirehoseConfig, Selector, Subscription,
     DEFAULT_STALL_TIMEOUT, DEFAULT_SUBSCRIBER_BUFFER, DROPPED_COUNTER_NAME,

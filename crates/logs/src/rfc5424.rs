@@ -11,8 +11,9 @@
 //! HOSTNAME `org.space.app` from sanitised names; APP-NAME the source id;
 //! PROCID `[SOURCE_TYPE/INSTANCE]`; MSGID `-`; the envelope's tags, sorted,
 //! as `[tags@47450 …]`; the payload without NUL bytes, ending in a newline.
-//! Counters and gauges carry `[counter@47450 …]` / `[gauge@47450 …]`
-//! (one message per gauge metric) and an empty message.
+//! Counters, gauges and timers carry `[counter@47450 …]` /
+//! `[gauge@47450 …]` (one message per gauge metric) /
+//! `[timer@47450 name start stop]` and an empty message.
 //!
 //! One deliberate difference: parameter values are escaped as RFC 5424
 //! §6.3.3 requires (`"`, `\` and `]` get a backslash); CF writes them raw,
@@ -221,6 +222,15 @@ pub fn format_envelope(envelope: &Envelope, meta: &AppMeta) -> Vec<Vec<u8>> {
                 &ts, &hostname, &app_name, envelope, &sd, &tags,
             )]
         }
+        Message::Timer { name, start, stop } => {
+            let sd = format!(
+                "[timer@{ENTERPRISE_ID} name=\"{}\" start=\"{start}\" stop=\"{stop}\"]",
+                escape_param(name)
+            );
+            vec![metric_message(
+                &ts, &hostname, &app_name, envelope, &sd, &tags,
+            )]
+        }
         Message::Gauge { metrics } => metrics
             .iter()
             .map(|(name, g)| {
@@ -262,7 +272,7 @@ pub fn octet_counted(message: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::GaugeValue;
+    use crate::{GaugeValue, Tags};
 
     fn line(source_type: &str, instance: &str, text: &str, kind: LogKind) -> Envelope {
         let mut e = Envelope::log("test-app-id", instance, source_type, text, kind);
@@ -321,6 +331,18 @@ mod tests {
         let got = one(&e, &AppMeta::default());
         assert!(got.ends_with("q=\"say \\\"hi\\\"\\]\" source_id=\"test-app-id\" source_type=\"APP/PROC/WEB\"] ab\n"), "{got}");
         assert!(got.contains(" [APP/PROC/WEB] - "), "{got}");
+    }
+
+    #[test]
+    fn timers_carry_name_start_and_stop() {
+        let mut t = Envelope::timer("test-app-id", "1", "http", 10, 20, Tags::new());
+        t.timestamp = 12_345_000;
+        assert_eq!(
+            one(&t, &AppMeta::default()),
+            "<14>1 1970-01-01T00:00:00.012345+00:00 - test-app-id [1] - \
+             [timer@47450 name=\"http\" start=\"10\" stop=\"20\"]\
+             [tags@47450 app_id=\"test-app-id\" instance_id=\"1\" source_id=\"test-app-id\"] \n"
+        );
     }
 
     #[test]

@@ -64,7 +64,9 @@ impl ReadQuery {
             None => true,
             Some(filter) => match &envelope.message {
                 Message::Log { .. } => false,
-                Message::Counter { name, .. } => filter.is_match(name),
+                Message::Counter { name, .. } | Message::Timer { name, .. } => {
+                    filter.is_match(name)
+                }
                 Message::Gauge { metrics } => metrics.keys().any(|name| filter.is_match(name)),
             },
         }
@@ -335,7 +337,7 @@ impl LogSink for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{GaugeValue, LogKind};
+    use crate::{GaugeValue, LogKind, Tags};
     use std::collections::BTreeMap;
 
     fn log_at(source: &str, ts: i64, text: &str) -> Envelope {
@@ -383,6 +385,7 @@ mod tests {
                 Message::Log { payload, .. } => String::from_utf8_lossy(payload).into_owned(),
                 Message::Gauge { .. } => "gauge".into(),
                 Message::Counter { .. } => "counter".into(),
+                Message::Timer { .. } => "timer".into(),
             })
             .collect()
     }
@@ -512,6 +515,19 @@ mod tests {
             ..all()
         };
         assert_eq!(texts(&store.read("app", &named)), ["gauge"]);
+
+        let mut timer = Envelope::timer("app", "0", "http", 3, 4, Tags::new());
+        timer.timestamp = 4;
+        store.emit(timer);
+        assert_eq!(
+            texts(&store.read("app", &q(vec![EnvelopeType::Timer]))),
+            ["timer"]
+        );
+        let http = ReadQuery {
+            name_filter: Regex::new("^htt").ok(),
+            ..all()
+        };
+        assert_eq!(texts(&store.read("app", &http)), ["timer"]);
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl Drain {
                 | (DrainType::Logs, Message::Log { .. })
                 | (
                     DrainType::Metrics,
-                    Message::Counter { .. } | Message::Gauge { .. }
+                    Message::Counter { .. } | Message::Gauge { .. } | Message::Timer { .. }
                 )
         )
     }
@@ -585,6 +585,11 @@ mod tests {
         assert!(drain(1, DrainType::Metrics).wants(&gauge));
         assert!(!drain(1, DrainType::Metrics).wants(&line("x")));
         assert!(drain(1, DrainType::All).wants(&gauge));
+        // Timers are metrics: loggregator skips them for logs drains.
+        let timer = Envelope::timer("app", "0", "http", 1, 2, crate::Tags::new());
+        assert!(!drain(1, DrainType::Logs).wants(&timer));
+        assert!(drain(1, DrainType::Metrics).wants(&timer));
+        assert!(drain(1, DrainType::All).wants(&timer));
     }
 
     #[test]

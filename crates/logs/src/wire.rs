@@ -55,6 +55,9 @@ pub struct WireEnvelope {
     /// Set for gauge envelopes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gauge: Option<WireGauge>,
+    /// Set for timer envelopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer: Option<WireTimer>,
 }
 
 /// loggregator v2 `Log`.
@@ -92,6 +95,20 @@ pub struct WireGauge {
     /// Metric name → value.
     #[serde(default)]
     pub metrics: BTreeMap<String, WireGaugeValue>,
+}
+
+/// loggregator v2 `Timer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireTimer {
+    /// Timer name.
+    #[serde(default)]
+    pub name: String,
+    /// Start, ns since the epoch; int64 as a string.
+    #[serde(default, with = "int_string")]
+    pub start: i64,
+    /// Stop, ns since the epoch; int64 as a string.
+    #[serde(default, with = "int_string")]
+    pub stop: i64,
 }
 
 /// loggregator v2 `GaugeValue`.
@@ -160,8 +177,8 @@ impl From<SourceMeta> for MetaInfo {
 /// A wire envelope that does not map onto an [`Envelope`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    /// No `log`, `counter` or `gauge` (a timer or event, which Ingot does not model).
-    #[error("envelope from {source_id:?} at {timestamp} carries no log, counter or gauge")]
+    /// No `log`, `counter`, `gauge` or `timer` (an event, which Ingot does not model).
+    #[error("envelope from {source_id:?} at {timestamp} carries no log, counter, gauge or timer")]
     UnsupportedMessage {
         /// The envelope's source id.
         source_id: String,
@@ -184,7 +201,7 @@ pub enum WireError {
 
 impl From<&Envelope> for WireEnvelope {
     fn from(e: &Envelope) -> Self {
-        let (mut log, mut counter, mut gauge) = (None, None, None);
+        let (mut log, mut counter, mut gauge, mut timer) = (None, None, None, None);
         match &e.message {
             Message::Log { payload, kind } => {
                 log = Some(WireLog {
@@ -201,6 +218,13 @@ impl From<&Envelope> for WireEnvelope {
                     name: name.clone(),
                     delta: *delta,
                     total: *total,
+                });
+            }
+            Message::Timer { name, start, stop } => {
+                timer = Some(WireTimer {
+                    name: name.clone(),
+                    start: *start,
+                    stop: *stop,
                 });
             }
             Message::Gauge { metrics } => {
@@ -229,6 +253,7 @@ impl From<&Envelope> for WireEnvelope {
             log,
             counter,
             gauge,
+            timer,
         }
     }
 }
@@ -271,6 +296,12 @@ impl WireEnvelope {
                         )
                     })
                     .collect(),
+            }
+        } else if let Some(t) = self.timer {
+            Message::Timer {
+                name: t.name,
+                start: t.start,
+                stop: t.stop,
             }
         } else {
             return Err(WireError::UnsupportedMessage {
@@ -460,9 +491,37 @@ mod tests {
     }
 
     #[test]
-    fn timer_envelopes_are_reported_unsupported() {
+    fn timer_envelopes_have_exact_json_and_round_trip() {
+        let tags: Tags = [("method".to_owned(), "GET".to_owned())]
+            .into_iter()
+            .collect();
+        let e = at(Envelope::timer(
+            "app",
+            "0",
+            "http",
+            1_700_000_000_000_000_001,
+            1_700_000_000_000_000_999,
+            tags,
+        ));
+        let value = serde_json::to_value(WireEnvelope::from(&e)).ok();
+        assert_eq!(
+            value,
+            Some(json!({
+                "timestamp":"1700000000123456789","source_id":"app","instance_id":"0",
+                "deprecated_tags":{},"tags":{"method":"GET"},
+                "timer":{"name":"http","start":"1700000000000000001","stop":"1700000000000000999"}
+            }))
+        );
+        let back = value
+            .and_then(|v| serde_json::from_value::<WireEnvelope>(v).ok())
+            .map(WireEnvelope::into_envelope);
+        assert_eq!(back, Some(Ok(e)));
+    }
+
+    #[test]
+    fn event_envelopes_are_reported_unsupported() {
         let w: Result<WireEnvelope, _> =
-            serde_json::from_value(json!({"timestamp":"1","source_id":"x","timer":{}}));
+            serde_json::from_value(json!({"timestamp":"1","source_id":"x","event":{}}));
         assert!(matches!(
             w.map(WireEnvelope::into_envelope),
             Ok(Err(WireError::UnsupportedMessage { .. }))

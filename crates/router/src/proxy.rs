@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use ingot_logs::{Envelope, LogKind, LogSink};
+use ingot_logs::{Envelope, LogKind, LogSink, Tags};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -147,11 +147,54 @@ impl OnDone for AccessDone {
         // Requests that reached no app have nobody to show the line to.
         if let Some(app_id) = &record.app_id {
             let index = record.app_index.map(|i| i.to_string()).unwrap_or_default();
+            let timer = http_timer(&record, app_id, &index);
             shared
                 .logs
                 .emit(Envelope::log(app_id, &index, "RTR", line, LogKind::Out));
+            shared.logs.emit(timer);
         }
     }
+}
+
+/// The `http` timer gorouter emits for a request that reached an app: from
+/// its arrival to now, with the tags loggregator turns into a v1
+/// `HttpStartStop`. The `uri` is scheme, host and path without the query
+/// (as dropsonde writes it: queries may carry secrets).
+fn http_timer(record: &AccessRecord, app_id: &str, index: &str) -> Envelope {
+    let start = record.started_at.timestamp_nanos_opt().unwrap_or(0);
+    let stop = ingot_logs::now_nanos();
+    let scheme = record.x_forwarded_proto.as_deref().unwrap_or("http");
+    let path = record.path.split('?').next().unwrap_or_default();
+    // One line per address: loggregator splits `forwarded` on newlines.
+    let forwarded = record
+        .x_forwarded_for
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut tags = Tags::with_capacity(13);
+    let mut tag = |k: &str, v: String| {
+        tags.insert(k.to_owned(), v);
+    };
+    tag("origin", "gorouter".to_owned());
+    tag("peer_type", "Server".to_owned());
+    tag("method", record.method.clone());
+    tag("uri", format!("{scheme}://{}{path}", record.host));
+    tag("remote_address", record.client_addr.to_string());
+    tag("user_agent", record.user_agent.clone().unwrap_or_default());
+    tag("status_code", record.status.to_string());
+    tag("content_length", record.bytes_out.to_string());
+    tag("request_id", record.vcap_request_id.clone());
+    tag(
+        "instance_id",
+        record.instance_id.clone().unwrap_or_default(),
+    );
+    tag("instance_index", index.to_owned());
+    tag("forwarded", forwarded);
+    Envelope::timer(app_id, index, "http", start, stop, tags)
 }
 
 /// The request in flight and what its access line will say.

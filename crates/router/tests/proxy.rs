@@ -158,12 +158,13 @@ impl Collect {
             .lock()
             .expect("not poisoned")
             .iter()
-            .map(|e| {
-                let text = match &e.message {
-                    Message::Log { payload, .. } => String::from_utf8_lossy(payload).into_owned(),
-                    _ => String::new(),
+            .filter_map(|e| {
+                // Only the RTR lines; the `http` timers are checked on their own.
+                let Message::Log { payload, .. } = &e.message else {
+                    return None;
                 };
-                (e.source_id.clone(), e.instance_id.clone(), text)
+                let text = String::from_utf8_lossy(payload).into_owned();
+                Some((e.source_id.clone(), e.instance_id.clone(), text))
             })
             .collect()
     }
@@ -594,7 +595,7 @@ async fn each_request_writes_one_rtr_line_to_the_apps_log() {
     let (source, instance, line) = &lines[0];
     assert_eq!((source.as_str(), instance.as_str()), ("app-guid", "2"));
     let envelopes = router.logs.0.lock().expect("not poisoned").clone();
-    assert_eq!(envelopes[0].source_type(), Some("RTR"));
+    assert_eq!(envelopes.iter().find_map(|e| e.source_type()), Some("RTR"));
     let expected_start = format!(
         "log.apps.test - [{}",
         chrono::Utc::now().format("%Y-%m-%dT")
@@ -613,6 +614,86 @@ async fn each_request_writes_one_rtr_line_to_the_apps_log() {
     ] {
         assert!(line.contains(&part), "{part} not in {line}");
     }
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn each_request_to_an_app_yields_one_http_timer() {
+    let b = backend("app").await;
+    let table = RouteTable::new();
+    table.register(
+        "timer.apps.test",
+        endpoint(b.addr, "app-guid", "inst-guid", 1),
+    );
+    let router = start(&table).await;
+    let before = chrono::Utc::now().timestamp_nanos_opt().expect("in range");
+    let request = Request::put("/things/7?secret=1")
+        .header("host", "timer.apps.test")
+        .header("user-agent", "timer-agent/2")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-vcap-request-id", "f47ac10b-58cc-4372-a567-0e02b2c3d479")
+        .body(Full::new(Bytes::from_static(b"abc")))
+        .expect("request");
+    let answer = send(router.addr, request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    router.logs.wait_for(1).await;
+    let timers = || -> Vec<Envelope> {
+        router
+            .logs
+            .0
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|e| matches!(&e.message, Message::Timer { name, .. } if name == "http"))
+            .cloned()
+            .collect()
+    };
+    // The timer follows the line from the same place: poll briefly for it.
+    for _ in 0..500 {
+        if !timers().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let timers = timers();
+    assert_eq!(timers.len(), 1, "{timers:?}");
+    let timer = &timers[0];
+    assert_eq!(
+        (timer.source_id.as_str(), timer.instance_id.as_str()),
+        ("app-guid", "1")
+    );
+    let Message::Timer { start, stop, .. } = timer.message else {
+        panic!("not a timer: {timer:?}");
+    };
+    assert!(before <= start && start <= stop, "{before} {start} {stop}");
+    let tag = |k: &str| timer.tags.get(k).map(String::as_str);
+    assert_eq!(tag("status_code"), Some("200"));
+    assert_eq!(tag("method"), Some("PUT"));
+    assert_eq!(tag("peer_type"), Some("Server"));
+    assert_eq!(tag("uri"), Some("http://timer.apps.test/things/7"));
+    assert_eq!(tag("user_agent"), Some("timer-agent/2"));
+    assert_eq!(
+        tag("request_id"),
+        Some("f47ac10b-58cc-4372-a567-0e02b2c3d479")
+    );
+    assert_eq!(tag("instance_id"), Some("inst-guid"));
+    assert_eq!(tag("instance_index"), Some("1"));
+    assert_eq!(tag("forwarded"), Some("203.0.113.9\n127.0.0.1"));
+    assert_eq!(
+        tag("content_length"),
+        Some(answer.body.len().to_string().as_str())
+    );
+    assert!(
+        tag("remote_address").is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{:?}",
+        tag("remote_address")
+    );
+    // What /doppler serves for it: one HttpStartStop.
+    let v1 = ingot_logs::dropsonde::to_v1(timer);
+    assert_eq!(v1.len(), 1);
+    let hss = v1[0].http_start_stop.clone().expect("an HttpStartStop");
+    assert_eq!((hss.status_code, hss.method), (200, 3));
+    assert_eq!(v1[0].origin, "gorouter");
     router.stop().await;
 }
 

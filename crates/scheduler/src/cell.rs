@@ -56,6 +56,9 @@ pub struct InstanceStatus {
     pub uptime_secs: u64,
     /// Memory in use.
     pub mem_bytes: u64,
+    /// Bytes written to its root file system, as last measured (every few
+    /// seconds).
+    pub disk_bytes: u64,
     /// CPU time used so far, in nanoseconds.
     pub cpu_time_ns: u64,
     /// CPU use since the previous look, as a fraction of one core.
@@ -87,6 +90,8 @@ struct Instance {
     phase: Phase,
     started: Instant,
     addr: Option<SocketAddr>,
+    /// Bytes written to its root file system, as last measured.
+    disk_bytes: u64,
     cancel: CancellationToken,
 }
 
@@ -375,6 +380,7 @@ impl Cell {
                         addr: instance.addr,
                         uptime_secs: instance.started.elapsed().as_secs(),
                         mem_bytes: 0,
+                        disk_bytes: instance.disk_bytes,
                         cpu_time_ns: 0,
                         cpu: 0.0,
                         details: None,
@@ -388,6 +394,7 @@ impl Cell {
                             addr: None,
                             uptime_secs: 0,
                             mem_bytes: 0,
+                            disk_bytes: 0,
                             cpu_time_ns: 0,
                             cpu: 0.0,
                             details: slot.and_then(|slot| slot.last_crash.clone()),
@@ -469,13 +476,23 @@ impl Cell {
             };
             for (process_guid, app_guid, memory_mb, disk_mb) in processes {
                 for status in self.instances(&process_guid) {
-                    if status.instance_guid.is_none() {
+                    let Some(guid) = status.instance_guid.clone() else {
                         continue;
-                    }
+                    };
+                    let containers = Arc::clone(&self.containers);
+                    let id = guid.clone();
+                    let disk_bytes = tokio::task::spawn_blocking(move || {
+                        containers.disk_usage(&id).unwrap_or(0)
+                    })
+                    .await
+                    .unwrap_or(0);
+                    self.with_instance(&process_guid, status.index, &guid, |instance| {
+                        instance.disk_bytes = disk_bytes
+                    });
                     let metrics = ingot_logs::ContainerMetrics {
                         cpu_percentage: status.cpu * 100.0,
                         memory_bytes: status.mem_bytes,
-                        disk_bytes: 0,
+                        disk_bytes,
                         memory_quota_bytes: memory_mb * 1024 * 1024,
                         disk_quota_bytes: disk_mb * 1024 * 1024,
                     };
@@ -535,6 +552,7 @@ impl Cell {
                                     phase: Phase::Starting,
                                     started: now,
                                     addr: None,
+                                    disk_bytes: 0,
                                     cancel: CancellationToken::new(),
                                 };
                                 to_start.push((

@@ -112,9 +112,12 @@ pub struct FakeRuntime {
     pub refuse_tasks: std::sync::atomic::AtomicBool,
     /// What `cancel_task` answers (whether the task was known).
     pub knows_tasks: std::sync::atomic::AtomicBool,
-    /// Instances desired per process; each desired instance reports
-    /// RUNNING, unless `unhealthy` names the process.
+    /// Instances desired per process.
     pub desired: Mutex<BTreeMap<String, u32>>,
+    /// When set, a desired process reports as many instances as desired
+    /// (RUNNING unless `unhealthy` names it); otherwise every process
+    /// reports one running instance.
+    pub report_desired: std::sync::atomic::AtomicBool,
     /// Processes whose instances never become healthy.
     pub unhealthy: Mutex<Vec<String>>,
 }
@@ -181,15 +184,19 @@ impl Runtime for FakeRuntime {
     }
 
     fn instances(&self, process_guid: &str) -> Vec<InstanceReport> {
-        // A process never desired reports one running instance (the stats
-        // tests); a desired one as many as desired.
-        let count = self
-            .desired
-            .lock()
-            .expect("lock")
-            .get(process_guid)
-            .copied()
-            .unwrap_or(1);
+        let count = if self
+            .report_desired
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            self.desired
+                .lock()
+                .expect("lock")
+                .get(process_guid)
+                .copied()
+                .unwrap_or(0)
+        } else {
+            1
+        };
         let state = if self
             .unhealthy
             .lock()
@@ -274,6 +281,7 @@ impl Harness {
             refuse_tasks: std::sync::atomic::AtomicBool::new(false),
             knows_tasks: std::sync::atomic::AtomicBool::new(true),
             desired: Mutex::new(BTreeMap::new()),
+            report_desired: std::sync::atomic::AtomicBool::new(false),
             unhealthy: Mutex::new(Vec::new()),
         });
         let config = ApiConfig {

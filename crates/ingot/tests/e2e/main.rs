@@ -401,7 +401,13 @@ fn log_stream_and_container_metrics(platform: &Platform) {
 fn routes_map_and_unmap(platform: &Platform) {
     let host = "probe-alias.apps.localhost";
     assert_eq!(platform.get_app(host, "/").0, 404);
-    platform.cli(&["map-route", "probe", "apps.localhost", "--hostname", "probe-alias"]);
+    platform.cli(&[
+        "map-route",
+        "probe",
+        "apps.localhost",
+        "--hostname",
+        "probe-alias",
+    ]);
     platform.wait_for_app(host, "/");
     let routes = platform.cli(&["routes"]);
     assert!(
@@ -410,14 +416,30 @@ fn routes_map_and_unmap(platform: &Platform) {
             .any(|l| l.contains("probe-alias.apps.localhost") && l.contains("probe")),
         "{routes}"
     );
-    platform.cli(&["unmap-route", "probe", "apps.localhost", "--hostname", "probe-alias"]);
-    platform.wait_for("the alias to stop reaching the app", Duration::from_secs(30), || {
-        platform.get_app(host, "/").0 != 200
-    });
-    platform.cli(&["delete-route", "apps.localhost", "--hostname", "probe-alias", "-f"]);
-    platform.wait_for("the alias route to be gone", Duration::from_secs(30), || {
-        platform.get_app(host, "/").0 == 404
-    });
+    platform.cli(&[
+        "unmap-route",
+        "probe",
+        "apps.localhost",
+        "--hostname",
+        "probe-alias",
+    ]);
+    platform.wait_for(
+        "the alias to stop reaching the app",
+        Duration::from_secs(30),
+        || platform.get_app(host, "/").0 != 200,
+    );
+    platform.cli(&[
+        "delete-route",
+        "apps.localhost",
+        "--hostname",
+        "probe-alias",
+        "-f",
+    ]);
+    platform.wait_for(
+        "the alias route to be gone",
+        Duration::from_secs(30),
+        || platform.get_app(host, "/").0 == 404,
+    );
     let domains = platform.cli(&["domains"]);
     assert!(domains.contains("apps.localhost"), "{domains}");
 }

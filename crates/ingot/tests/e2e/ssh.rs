@@ -70,6 +70,30 @@ pub fn ssh_into_instances(platform: &Platform, work: &Path) {
     let exit = platform.cli_output(&["ssh", "probe", "-c", "exit 3"]);
     assert_eq!(exit.status.code(), Some(3), "{exit:?}");
 
+    // What an instance writes counts as its disk use in stats.
+    platform.cli(&[
+        "ssh",
+        "probe",
+        "-i",
+        "2",
+        "-c",
+        "head -c 3000000 /dev/urandom > /home/vcap/fill",
+    ]);
+    let guid = platform.app_guid("probe");
+    platform.wait_for(
+        "instance 2 to report its disk use",
+        Duration::from_secs(30),
+        || {
+            let (_, stats) =
+                platform.api("GET", &format!("/v3/apps/{guid}/processes/web/stats"), None);
+            stats["resources"]
+                .as_array()
+                .and_then(|r| r.iter().find(|i| i["index"] == 2))
+                .and_then(|i| i["usage"]["disk"].as_u64())
+                .is_some_and(|disk| disk >= 3_000_000)
+        },
+    );
+
     // Directly, as user cf:<process guid>/<index> with a one-time code.
     let (_, process) = platform.api(
         "GET",
