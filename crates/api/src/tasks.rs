@@ -206,7 +206,14 @@ async fn create(
     };
     if let Err(rejected) = api.inner.runtime.run_task(request).await {
         tracing::warn!(task = %task.guid, reason = %rejected.message, "the runtime refused a task");
-        let failed = finish(&api, &task.guid, Some(UNABLE_TO_RUN.into())).await?;
+        // No room on the cell is Diego's own reason, as CF shows it;
+        // anything else is CC's generic one.
+        let reason = if rejected.message.starts_with("insufficient resources") {
+            rejected.message.clone()
+        } else {
+            UNABLE_TO_RUN.to_string()
+        };
+        let failed = finish(&api, &task.guid, Some(reason)).await?;
         return Ok(accepted(&api, &failed.unwrap_or(task)));
     }
     Ok(accepted(&api, &task))

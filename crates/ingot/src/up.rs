@@ -197,6 +197,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 converge_interval: Duration::from_secs(2),
                 stop_grace: Duration::from_secs(args.stop_grace_secs),
                 route_drain: Duration::from_millis(750),
+                capacity: ingot_scheduler::CellCapacity::of_host(&home.join("cell")),
             },
             Arc::clone(&containers),
             stack,

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::backoff::{self, Restart};
 use crate::health::{check_once, format_duration};
+use crate::placement::{self, Reserved};
 use crate::{
     CrashEvent, DesiredLrp, HealthCheckKind, RouteEmitter, RouteTarget, SchedulerConfig,
     SchedulerError, SchedulerEvent,
@@ -102,12 +103,24 @@ struct Slot {
     restart_at: Option<Instant>,
     gave_up: bool,
     last_crash: Option<String>,
+    /// Why the index could not be placed (`insufficient resources: …`).
+    unplaced: Option<String>,
 }
 
 struct Lrp {
     desired: DesiredLrp,
     generation: u64,
     slots: BTreeMap<u32, Slot>,
+}
+
+/// Adds what every existing instance holds to `reserved`.
+fn held_by_instances(state: &State, reserved: &mut Reserved) {
+    for lrp in state.lrps.values() {
+        let held = lrp.slots.values().filter(|s| s.instance.is_some()).count();
+        for _ in 0..held {
+            reserved.add(lrp.desired.memory_mb, lrp.desired.disk_mb);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -132,6 +145,8 @@ pub(crate) struct Cell {
     pub(crate) stopped: CancellationToken,
     /// The one-off tasks running now, by task guid (see [`crate::task`]).
     running_tasks: Mutex<HashMap<String, CancellationToken>>,
+    /// Memory and disk (MB) each running task holds.
+    pub(crate) task_reservations: Mutex<HashMap<String, (u64, u64)>>,
     droplets: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     cpu_samples: Mutex<HashMap<String, CpuSample>>,
     pub(crate) metrics: crate::metrics::Metrics,
@@ -175,6 +190,7 @@ impl Cell {
             stopping: AtomicBool::new(false),
             stopped: CancellationToken::new(),
             running_tasks: Mutex::new(HashMap::new()),
+            task_reservations: Mutex::new(HashMap::new()),
             droplets: tokio::sync::Mutex::new(HashMap::new()),
             cpu_samples: Mutex::new(HashMap::new()),
             metrics: crate::metrics::Metrics::default(),
@@ -322,6 +338,27 @@ impl Cell {
         statuses
     }
 
+    /// What running tasks hold.
+    pub(crate) fn reserved_by_tasks(&self) -> Reserved {
+        let mut reserved = Reserved::default();
+        for (memory, disk) in self
+            .task_reservations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+        {
+            reserved.add(*memory, *disk);
+        }
+        reserved
+    }
+
+    /// What instances and tasks hold now.
+    pub(crate) fn reserved(&self) -> Reserved {
+        let mut reserved = self.reserved_by_tasks();
+        held_by_instances(&self.state(), &mut reserved);
+        reserved
+    }
+
     /// The running instance at `index` of the process, for a shell inside
     /// it: its container and the environment the app sees there.
     pub(crate) fn running_instance(
@@ -384,6 +421,18 @@ impl Cell {
                         cpu_time_ns: 0,
                         cpu: 0.0,
                         details: None,
+                    },
+                    None if slot.is_some_and(|slot| slot.unplaced.is_some()) => InstanceStatus {
+                        index,
+                        state: "DOWN".to_string(),
+                        instance_guid: None,
+                        addr: None,
+                        uptime_secs: 0,
+                        mem_bytes: 0,
+                        disk_bytes: 0,
+                        cpu_time_ns: 0,
+                        cpu: 0.0,
+                        details: slot.and_then(|slot| slot.unplaced.clone()),
                     },
                     None => {
                         let crashed = slot.is_some_and(|slot| slot.crashes > 0);
@@ -530,6 +579,8 @@ impl Cell {
         let mut next_wake: Option<Instant> = None;
         {
             let mut state = self.state();
+            let mut reserved = self.reserved_by_tasks();
+            held_by_instances(&state, &mut reserved);
             for lrp in state.lrps.values_mut() {
                 let wanted = lrp.desired.instances;
                 for index in 0..wanted {
@@ -546,6 +597,15 @@ impl Cell {
                                 next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
                             }
                             _ => {
+                                let (memory, disk) = (lrp.desired.memory_mb, lrp.desired.disk_mb);
+                                if let Err(short) =
+                                    placement::fits(&self.config.capacity, &reserved, memory, disk)
+                                {
+                                    slot.unplaced = Some(placement::insufficient(short));
+                                    continue;
+                                }
+                                reserved.add(memory, disk);
+                                slot.unplaced = None;
                                 let instance = Instance {
                                     guid: uuid::Uuid::new_v4().to_string(),
                                     generation: lrp.generation,

@@ -19,6 +19,7 @@ mod cell;
 mod env;
 mod health;
 mod metrics;
+mod placement;
 mod staging;
 mod task;
 
@@ -34,6 +35,7 @@ use ingot_logs::LogSink;
 use tokio::sync::broadcast;
 
 pub use cell::{InstanceStatus, RunningInstance};
+pub use placement::{CellCapacity, DEFAULT_MAX_CONTAINERS};
 pub use staging::{BuildpackSource, StagingFailure, StagingOutcome, StagingRequest};
 pub use task::{TaskCompletedEvent, TaskDefinition, TASK_CANCELLED};
 
@@ -55,6 +57,8 @@ pub struct SchedulerConfig {
     /// just before finish, so a scale-down or a rolling deployment drops
     /// none.
     pub route_drain: Duration,
+    /// What the cell offers instances and tasks.
+    pub capacity: CellCapacity,
 }
 
 /// A process the API wants running.
@@ -230,6 +234,14 @@ pub enum SchedulerError {
     ShuttingDown {
         /// The task that was refused.
         task_guid: String,
+    },
+    /// The cell has no room for the task.
+    #[error("insufficient resources: {resource}")]
+    InsufficientResources {
+        /// The task that was refused.
+        task_guid: String,
+        /// `memory`, `disk` or `containers`.
+        resource: String,
     },
     /// A task with this guid already runs.
     #[error("task {task_guid} is already running")]

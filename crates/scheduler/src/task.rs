@@ -171,6 +171,22 @@ impl Cell {
                     task_guid: task.task_guid,
                 });
             }
+            let reserved = self.reserved();
+            if let Err(short) = crate::placement::fits(
+                &self.config.capacity,
+                &reserved,
+                task.memory_mb,
+                task.disk_mb,
+            ) {
+                return Err(SchedulerError::InsufficientResources {
+                    task_guid: task.task_guid,
+                    resource: short.to_string(),
+                });
+            }
+            self.task_reservations
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(task.task_guid.clone(), (task.memory_mb, task.disk_mb));
             running.insert(task.task_guid.clone(), cancel.clone());
         }
         let cell = Arc::clone(self);
@@ -244,6 +260,10 @@ impl Cell {
             }
         }
         self.running_tasks().remove(&guid);
+        self.task_reservations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&guid);
         let _ = self
             .events
             .send(SchedulerEvent::TaskCompleted(TaskCompletedEvent {
@@ -358,6 +378,7 @@ mod tests {
             converge_interval: Duration::from_secs(1),
             stop_grace: Duration::from_secs(1),
             route_drain: Duration::ZERO,
+            capacity: crate::CellCapacity::unlimited(),
         }
     }
 

@@ -77,6 +77,7 @@ fn walking_skeleton() {
     scale_to_three(&platform, &work);
     a_plugin_lists_the_apps(&platform, &work);
     a_task_runs_once(&platform);
+    placement_by_capacity(&platform);
     rolling::rolling_deploys_drop_nothing(&platform, &work);
     routes_map_and_unmap(&platform);
     slow_start_gets_no_traffic(&platform, &work);
@@ -785,6 +786,67 @@ fn a_task_runs_once(platform: &Platform) {
     );
     let tasks = platform.cli(&["tasks", "probe"]);
     assert!(tasks.contains("t1") && tasks.contains("FAILED"), "{tasks}");
+}
+
+/// What does not fit on the cell waits, with CF's reason: an instance
+/// asking for more memory than the machine has is `DOWN` with
+/// `insufficient resources: memory` until it asks for less; such a task
+/// fails with that reason.
+fn placement_by_capacity(platform: &Platform) {
+    let guid = platform.app_guid("probe");
+    let (_, web) = platform.api("GET", &format!("/v3/apps/{guid}/processes/web"), None);
+    let process = web["guid"].as_str().expect("process").to_string();
+    let memory = web["memory_in_mb"].as_u64().expect("memory");
+    let huge = 64 * 1024 * 1024; // 64 TiB, more than any test machine
+    let scale = |mb: u64| {
+        let (status, body) = platform.api(
+            "POST",
+            &format!("/v3/processes/{process}/actions/scale"),
+            Some(serde_json::json!({"memory_in_mb": mb})),
+        );
+        assert!(status < 300, "{body}");
+    };
+    let stats = || {
+        platform
+            .api("GET", &format!("/v3/processes/{process}/stats"), None)
+            .1["resources"][0]
+            .clone()
+    };
+    scale(huge);
+    platform.wait_for(
+        "the instance to be unplaced",
+        Duration::from_secs(60),
+        || {
+            let s = stats();
+            s["state"] == "DOWN" && s["details"] == "insufficient resources: memory"
+        },
+    );
+    scale(memory);
+    platform.wait_for("the instance to run again", Duration::from_secs(60), || {
+        stats()["state"] == "RUNNING"
+    });
+    let (status, task) = platform.api(
+        "POST",
+        &format!("/v3/apps/{guid}/tasks"),
+        Some(serde_json::json!({"command": "true", "memory_in_mb": huge})),
+    );
+    assert!(status < 300, "{task}");
+    let task_guid = task["guid"].as_str().expect("task guid").to_string();
+    let mut task = serde_json::Value::Null;
+    platform.wait_for(
+        "the oversized task to fail",
+        Duration::from_secs(30),
+        || {
+            task = platform
+                .api("GET", &format!("/v3/tasks/{task_guid}"), None)
+                .1;
+            task["state"] == "FAILED"
+        },
+    );
+    assert_eq!(
+        task["result"]["failure_reason"], "insufficient resources: memory",
+        "{task}"
+    );
 }
 
 fn slow_start_gets_no_traffic(platform: &Platform, work: &Path) {
