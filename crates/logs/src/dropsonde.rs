@@ -508,6 +508,7 @@ mod tests {
                 disk_bytes: 20,
                 memory_quota_bytes: 30,
                 disk_quota_bytes: 40,
+                ..ContainerMetrics::default()
             },
         );
         let v1 = to_v1(&cm);

@@ -203,6 +203,10 @@ pub struct ContainerMetrics {
     pub memory_quota_bytes: u64,
     /// The instance's disk limit.
     pub disk_quota_bytes: u64,
+    /// Log bytes the instance wrote per second over the last interval.
+    pub log_rate_bytes_per_second: f64,
+    /// Its log rate limit in bytes per second; -1 is unlimited.
+    pub log_rate_limit_bytes_per_second: f64,
 }
 
 /// The envelope types log-cache filters on (`envelope_types=`).
@@ -322,7 +326,8 @@ impl Envelope {
 
     /// One app instance's container metrics as Diego emits them: one gauge
     /// with `cpu` (percentage), `memory`, `disk`, `memory_quota` and
-    /// `disk_quota` (bytes), from the app guid and the instance index.
+    /// `disk_quota` (bytes), `log_rate` and `log_rate_limit` (B/s), from the
+    /// app guid and the instance index.
     pub fn container_metrics(app_guid: &str, instance_index: u32, m: &ContainerMetrics) -> Self {
         // Gauge values are doubles on the wire; byte counts stay exact up
         // to 2^53 (8 PiB).
@@ -336,6 +341,14 @@ impl Envelope {
                 ("disk", bytes(m.disk_bytes)),
                 ("memory_quota", bytes(m.memory_quota_bytes)),
                 ("disk_quota", bytes(m.disk_quota_bytes)),
+                (
+                    "log_rate",
+                    GaugeValue::new("B/s", m.log_rate_bytes_per_second),
+                ),
+                (
+                    "log_rate_limit",
+                    GaugeValue::new("B/s", m.log_rate_limit_bytes_per_second),
+                ),
             ],
         )
     }
@@ -411,6 +424,8 @@ mod tests {
                 disk_bytes: 2048,
                 memory_quota_bytes: 4096,
                 disk_quota_bytes: 8192,
+                log_rate_bytes_per_second: 100.0,
+                log_rate_limit_bytes_per_second: -1.0,
             },
         );
         assert_eq!(env.source_id, "app-guid");
@@ -428,6 +443,8 @@ mod tests {
                 ("cpu", "percentage", 12.5),
                 ("disk", "bytes", 2048.0),
                 ("disk_quota", "bytes", 8192.0),
+                ("log_rate", "B/s", 100.0),
+                ("log_rate_limit", "B/s", -1.0),
                 ("memory", "bytes", 1024.0),
                 ("memory_quota", "bytes", 4096.0),
             ]

@@ -130,6 +130,7 @@ async fn an_app_stream_carries_that_apps_logs_and_metrics_as_dropsonde() {
             disk_bytes: 200,
             memory_quota_bytes: 300,
             disk_quota_bytes: 400,
+            ..ContainerMetrics::default()
         },
     ));
 

@@ -306,6 +306,7 @@ async fn container_metrics_are_read_back_as_gauges() {
             disk_bytes: 10 << 20,
             memory_quota_bytes: 256 << 20,
             disk_quota_bytes: 1 << 30,
+            ..ContainerMetrics::default()
         },
     );
     gauge.timestamp = 2;
@@ -327,7 +328,9 @@ async fn container_metrics_are_read_back_as_gauges() {
                 "memory":{"unit":"bytes","value":67108864.0},
                 "disk":{"unit":"bytes","value":10485760.0},
                 "memory_quota":{"unit":"bytes","value":268435456.0},
-                "disk_quota":{"unit":"bytes","value":1073741824.0}
+                "disk_quota":{"unit":"bytes","value":1073741824.0},
+                "log_rate":{"unit":"B/s","value":0.0},
+                "log_rate_limit":{"unit":"B/s","value":0.0}
             }}
         }]}})
     );

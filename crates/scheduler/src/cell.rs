@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -93,6 +93,10 @@ struct Instance {
     addr: Option<SocketAddr>,
     /// Bytes written to its root file system, as last measured.
     disk_bytes: u64,
+    /// Log bytes its app has written so far (stdout and stderr).
+    log_bytes: Arc<AtomicU64>,
+    /// `log_bytes` at the previous container metrics, and when.
+    log_bytes_seen: (u64, Instant),
     cancel: CancellationToken,
 }
 
@@ -111,6 +115,22 @@ struct Lrp {
     desired: DesiredLrp,
     generation: u64,
     slots: BTreeMap<u32, Slot>,
+}
+
+/// Counts the log bytes an instance writes on their way to its sink.
+struct CountingSink {
+    inner: Arc<dyn LogSink>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl LogSink for CountingSink {
+    fn emit(&self, envelope: Envelope) {
+        if let ingot_logs::Message::Log { payload, .. } = &envelope.message {
+            self.bytes
+                .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        }
+        self.inner.emit(envelope);
+    }
 }
 
 /// Adds what every existing instance holds to `reserved`.
@@ -507,7 +527,7 @@ impl Cell {
                 _ = self.stopped.cancelled() => return,
                 _ = tokio::time::sleep(CONTAINER_METRICS_INTERVAL) => {}
             }
-            let processes: Vec<(String, String, u64, u64)> = {
+            let processes: Vec<(String, String, u64, u64, i64)> = {
                 let state = self.state();
                 state
                     .lrps
@@ -519,11 +539,12 @@ impl Cell {
                             d.app_guid.clone(),
                             d.memory_mb,
                             d.disk_mb,
+                            d.log_rate_limit,
                         )
                     })
                     .collect()
             };
-            for (process_guid, app_guid, memory_mb, disk_mb) in processes {
+            for (process_guid, app_guid, memory_mb, disk_mb, log_rate_limit) in processes {
                 for status in self.instances(&process_guid) {
                     let Some(guid) = status.instance_guid.clone() else {
                         continue;
@@ -535,8 +556,17 @@ impl Cell {
                     })
                     .await
                     .unwrap_or(0);
+                    let mut log_rate = 0.0;
                     self.with_instance(&process_guid, status.index, &guid, |instance| {
-                        instance.disk_bytes = disk_bytes
+                        instance.disk_bytes = disk_bytes;
+                        let now = Instant::now();
+                        let total = instance.log_bytes.load(Ordering::Relaxed);
+                        let (seen, at) = instance.log_bytes_seen;
+                        let secs = now.duration_since(at).as_secs_f64();
+                        if secs > 0.0 {
+                            log_rate = total.saturating_sub(seen) as f64 / secs;
+                        }
+                        instance.log_bytes_seen = (total, now);
                     });
                     let metrics = ingot_logs::ContainerMetrics {
                         cpu_percentage: status.cpu * 100.0,
@@ -544,6 +574,8 @@ impl Cell {
                         disk_bytes,
                         memory_quota_bytes: memory_mb * 1024 * 1024,
                         disk_quota_bytes: disk_mb * 1024 * 1024,
+                        log_rate_bytes_per_second: log_rate,
+                        log_rate_limit_bytes_per_second: log_rate_limit as f64,
                     };
                     self.logs.emit(Envelope::container_metrics(
                         &app_guid,
@@ -613,6 +645,8 @@ impl Cell {
                                     started: now,
                                     addr: None,
                                     disk_bytes: 0,
+                                    log_bytes: Arc::new(AtomicU64::new(0)),
+                                    log_bytes_seen: (0, now),
                                     cancel: CancellationToken::new(),
                                 };
                                 to_start.push((
@@ -620,6 +654,7 @@ impl Cell {
                                     index,
                                     instance.guid.clone(),
                                     instance.cancel.clone(),
+                                    Arc::clone(&instance.log_bytes),
                                 ));
                                 slot.restart_at = None;
                                 slot.instance = Some(instance);
@@ -654,11 +689,13 @@ impl Cell {
                 .running_instances
                 .set(i64::try_from(running).unwrap_or(i64::MAX));
         }
-        for (desired, index, guid, cancel) in to_start {
+        for (desired, index, guid, cancel, log_bytes) in to_start {
             self.metrics.instances_started.inc();
             let cell = Arc::clone(self);
-            self.tasks
-                .spawn(async move { cell.run_instance(desired, index, guid, cancel).await });
+            self.tasks.spawn(async move {
+                cell.run_instance(desired, index, guid, cancel, log_bytes)
+                    .await
+            });
         }
         next_wake
     }
@@ -680,6 +717,7 @@ impl Cell {
         index: u32,
         guid: String,
         cancel: CancellationToken,
+        log_bytes: Arc<AtomicU64>,
     ) {
         self.cell_log(
             &lrp,
@@ -718,12 +756,17 @@ impl Cell {
             format!("Cell successfully created container for instance {guid}"),
         );
         let source_type = format!("APP/PROC/{}", lrp.process_type.to_uppercase());
-        // One limit covers both streams of the instance.
-        let sink = ingot_logs::instance_log_sink(
+        // One limit covers both streams of the instance; what the app
+        // writes is counted before the limit (the log rate it asks for).
+        let limited = ingot_logs::instance_log_sink(
             Arc::clone(&self.logs),
             lrp.log_rate_limit,
             &self.metrics.log_rate,
         );
+        let sink: Arc<dyn LogSink> = Arc::new(CountingSink {
+            inner: limited,
+            bytes: log_bytes,
+        });
         let stdout_done = forward_lines(
             container.stdout,
             Arc::clone(&sink),

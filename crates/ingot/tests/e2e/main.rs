@@ -388,9 +388,10 @@ fn log_stream_and_container_metrics(platform: &Platform) {
             );
             read["envelopes"]["batch"].as_array().is_some_and(|batch| {
                 batch.iter().any(|e| {
-                    e["gauge"]["metrics"]["memory"]["value"]
-                        .as_f64()
-                        .is_some_and(|m| m > 0.0)
+                    let metrics = &e["gauge"]["metrics"];
+                    metrics["memory"]["value"].as_f64().is_some_and(|m| m > 0.0)
+                        && metrics["log_rate"]["unit"] == "B/s"
+                        && metrics["log_rate_limit"]["value"].as_f64() == Some(-1.0)
                 })
             })
         },
