@@ -257,16 +257,43 @@ async fn org_or_target(session: &mut Session, name: Option<&str>) -> anyhow::Res
     }
 }
 
+/// Asks before a recursive delete unless `force`; says so when cancelled.
+fn confirm_delete(force: bool, what: &str) -> anyhow::Result<bool> {
+    if force || ui::confirm(&format!("Really delete the {what} and everything in it?"))? {
+        return Ok(true);
+    }
+    println!("Delete cancelled");
+    Ok(false)
+}
+
+/// After a delete: forgets the target if it pointed at what is gone (an
+/// org takes its space with it), else just keeps refreshed tokens.
+fn forget_target(
+    session: &mut Session,
+    org: Option<&str>,
+    space: Option<&str>,
+) -> anyhow::Result<()> {
+    let config = session.config_mut();
+    let org_gone = org.is_some() && config.org.as_ref().map(|o| o.guid.as_str()) == org;
+    let space_gone =
+        org_gone || (space.is_some() && config.space.as_ref().map(|s| s.guid.as_str()) == space);
+    if org_gone {
+        config.org = None;
+    }
+    if space_gone {
+        config.space = None;
+        session.save()?;
+    } else {
+        session.keep_tokens();
+    }
+    println!("OK");
+    Ok(())
+}
+
 /// `ingot delete-org NAME [-f]`: the org, its spaces, and all their apps.
 pub(crate) async fn delete_org(args: DeleteOrgArgs) -> anyhow::Result<()> {
     let mut session = Session::open()?;
-    if !args.force
-        && !ui::confirm(&format!(
-            "Really delete the org {} and everything in it?",
-            args.name
-        ))?
-    {
-        println!("Delete cancelled");
+    if !confirm_delete(args.force, &format!("org {}", args.name))? {
         return Ok(());
     }
     println!("Deleting org {} as {}...", args.name, session.user());
@@ -276,28 +303,14 @@ pub(crate) async fn delete_org(args: DeleteOrgArgs) -> anyhow::Result<()> {
         .delete_organization(&org.guid, DELETE_TIMEOUT)
         .await
         .or_explain(format!("cannot delete org {}", org.name))?;
-    if session.config_mut().org.as_ref().map(|o| &o.guid) == Some(&org.guid) {
-        session.config_mut().org = None;
-        session.config_mut().space = None;
-        session.save()?;
-    } else {
-        session.keep_tokens();
-    }
-    println!("OK");
-    Ok(())
+    forget_target(&mut session, Some(&org.guid), None)
 }
 
 /// `ingot delete-space NAME [-o ORG] [-f]`: the space and all its apps.
 pub(crate) async fn delete_space(args: DeleteSpaceArgs) -> anyhow::Result<()> {
     let mut session = Session::open()?;
     let org = org_or_target(&mut session, args.org.as_deref()).await?;
-    if !args.force
-        && !ui::confirm(&format!(
-            "Really delete the space {} and everything in it?",
-            args.name
-        ))?
-    {
-        println!("Delete cancelled");
+    if !confirm_delete(args.force, &format!("space {}", args.name))? {
         return Ok(());
     }
     println!(
@@ -312,14 +325,7 @@ pub(crate) async fn delete_space(args: DeleteSpaceArgs) -> anyhow::Result<()> {
         .delete_space(&space.guid, DELETE_TIMEOUT)
         .await
         .or_explain(format!("cannot delete space {}", space.name))?;
-    if session.config_mut().space.as_ref().map(|s| &s.guid) == Some(&space.guid) {
-        session.config_mut().space = None;
-        session.save()?;
-    } else {
-        session.keep_tokens();
-    }
-    println!("OK");
-    Ok(())
+    forget_target(&mut session, None, Some(&space.guid))
 }
 
 /// `ingot create-user NAME PASSWORD`.
