@@ -4,7 +4,9 @@
 # python3 the default stack offers to apps (with venv and pip), OpenSSH's
 # client (`ingot ssh`) and sftp-server (scp and sftp into instances).
 # With --tests, also what the test suite drives: sshpass, and a real OCI
-# registry with skopeo, htpasswd and busybox for the image tests.
+# registry with skopeo, htpasswd and busybox for the image tests, a real
+# PostgreSQL (the built-in broker's tests start their own server), and tmux
+# (the CLI is driven in it as a person would).
 set -euo pipefail
 need=()
 command -v runc >/dev/null || need+=(runc)
@@ -23,6 +25,8 @@ if [ "${1:-}" = "--tests" ]; then
   command -v skopeo >/dev/null || need+=(skopeo)
   command -v htpasswd >/dev/null || need+=(apache2-utils)
   [ -x /bin/busybox ] || need+=(busybox-static)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  command -v tmux >/dev/null || need+=(tmux)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -9,11 +9,12 @@ scripts/install-deps.sh --tests
 
 # Independent CF clients for the conformance tests, in a venv of their own:
 # cloudfoundry-client (v3 API), dropsonde (CF's v1 log envelopes) and
-# websocket-client (to read the traffic controller's websockets).
+# websocket-client (to read the traffic controller's websockets),
+# openbrokerapi (real Open Service Broker brokers for the broker tests).
 py=target/test-python
-if [ ! -x "$py/bin/python" ] || ! "$py/bin/python" -c 'import cloudfoundry_client, dropsonde, websocket' 2>/dev/null; then
+if [ ! -x "$py/bin/python" ] || ! "$py/bin/python" -c 'import cloudfoundry_client, dropsonde, websocket, openbrokerapi' 2>/dev/null; then
   /usr/bin/python3 -m venv "$py"
-  "$py/bin/pip" install --quiet --disable-pip-version-check cloudfoundry-client dropsonde websocket-client
+  "$py/bin/pip" install --quiet --disable-pip-version-check cloudfoundry-client dropsonde websocket-client openbrokerapi
 fi
 export INGOT_TEST_PYTHON="$PWD/$py/bin/python"
 

@@ -53,6 +53,10 @@ pub(crate) fn router(api: Api) -> Router {
         .merge(crate::deployments::routes())
         .merge(crate::ssh::routes())
         .merge(crate::services::routes())
+        .merge(crate::service_brokers::routes())
+        .merge(crate::service_offerings::routes())
+        .merge(crate::security_groups::routes())
+        .merge(crate::quotas::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
             authenticate,

@@ -48,6 +48,13 @@ const TABLES: &[&str] = &[
     "cc_revisions",
     "cc_service_instances",
     "cc_service_bindings",
+    "cc_service_brokers",
+    "cc_service_offerings",
+    "cc_service_plans",
+    "cc_service_plan_visibilities",
+    "cc_security_groups",
+    "cc_organization_quotas",
+    "cc_space_quotas",
 ];
 
 const INDEXES: &[&str] = &[

@@ -1,0 +1,9 @@
+//! Service brokers registered with the platform (issue 7).
+
+use axum::Router;
+
+use crate::Api;
+
+pub(crate) fn routes() -> Router<Api> {
+    Router::new()
+}
