@@ -248,8 +248,13 @@ async fn upload_bits(client: &Client, app: &App, path: &Path) -> anyhow::Result<
     let uploaded = client
         .upload_package(&package.guid, &matched, Some(zip.into()), progress)
         .await;
+    // A finished bar stays on screen, a failed one goes: the error says why.
     if let Some(b) = bar {
-        b.finish_and_clear();
+        if uploaded.is_ok() {
+            b.finish();
+        } else {
+            b.finish_and_clear();
+        }
     }
     uploaded.or_explain(format!("cannot upload the files of app {}", app.name))?;
     client

@@ -12,6 +12,7 @@ mod ssh;
 mod support;
 mod system_domain;
 mod tenants;
+mod terminal;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,7 @@ fn walking_skeleton() {
     );
 
     push_static_site(&platform);
+    terminal::a_person_at_a_terminal(&platform, &work);
     push_with_an_independent_client(&platform, &work);
     push_probe(&platform, &work, &egress);
     push_pip_app(&platform, &work);
@@ -724,14 +726,16 @@ fn a_plugin_lists_the_apps(platform: &Platform, work: &Path) {
     let dir = work.join("plugins");
     std::fs::create_dir_all(&dir).expect("plugin dir");
     let plugin = dir.join("ingot-list-apps");
+    // A shell script that knows only its environment: the API URL, a token,
+    // and the targeted org and space.
     std::fs::write(
         &plugin,
-        "#!/usr/bin/python3\n\
-         import json, os, urllib.request\n\
-         r = urllib.request.Request(os.environ['INGOT_API_URL'] + '/v3/apps?space_guids=' + os.environ['INGOT_SPACE_GUID'],\n\
-         \x20   headers={'Authorization': 'bearer ' + os.environ['INGOT_TOKEN']})\n\
-         apps = json.load(urllib.request.urlopen(r))['resources']\n\
-         print(os.environ['INGOT_ORG'], os.environ['INGOT_SPACE'], ' '.join(sorted(a['name'] for a in apps)))\n",
+        "#!/bin/sh\n\
+         set -e\n\
+         names=$(busybox wget -q -O - --header \"Authorization: bearer $INGOT_TOKEN\" \\\n\
+         \x20   \"$INGOT_API_URL/v3/apps?space_guids=$INGOT_SPACE_GUID&per_page=5000\" \\\n\
+         \x20   | grep -o '\"name\":\"[^\"]*\"' | cut -d'\"' -f4 | sort | tr '\\n' ' ')\n\
+         echo \"$INGOT_ORG $INGOT_SPACE $names\"\n",
     )
     .expect("write plugin");
     std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
