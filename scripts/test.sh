@@ -17,6 +17,13 @@ if [ ! -x "$py/bin/python" ] || ! "$py/bin/python" -c 'import cloudfoundry_clien
   "$py/bin/pip" install --quiet --disable-pip-version-check cloudfoundry-client dropsonde websocket-client openbrokerapi
 fi
 export INGOT_TEST_PYTHON="$PWD/$py/bin/python"
+# Wheels an app in the end-to-end test vendors (a pure-Python PostgreSQL
+# driver), fetched now so that staging never needs a package index.
+wheels=target/test-wheels
+if ! ls "$wheels"/pg8000-*.whl >/dev/null 2>&1; then
+  "$py/bin/pip" download --quiet --disable-pip-version-check --only-binary=:all: --dest "$wheels" pg8000
+fi
+export INGOT_TEST_WHEELS="$PWD/$wheels"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

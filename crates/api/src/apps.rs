@@ -532,7 +532,10 @@ pub(crate) async fn desired_process(
         instances: process.instances,
         memory_mb: process.memory_mb,
         disk_mb: process.disk_mb,
-        environment: app.env_strings(),
+        environment: crate::env_groups::layered(
+            crate::env_groups::vars(c, "running").await?,
+            app.env_strings(),
+        ),
         uris: process_uris(c, app, &process.kind).await?,
         health_check: HealthCheck {
             kind: process.health_check_type.clone(),
@@ -919,9 +922,11 @@ async fn get_env(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<
     let uris = process_uris(&mut c, &app, "web").await?;
     let (mem, disk) = web.map(|w| (w.memory_mb, w.disk_mb)).unwrap_or((0, 0));
     let services = crate::services::vcap_services(&mut c, &app.guid).await?;
+    let staging = crate::env_groups::json_vars(&mut c, "staging").await?;
+    let running = crate::env_groups::json_vars(&mut c, "running").await?;
     Ok(ok(json!({
-        "staging_env_json": {},
-        "running_env_json": {},
+        "staging_env_json": staging,
+        "running_env_json": running,
         "environment_variables": app.env,
         "system_env_json": {"VCAP_SERVICES": services},
         "application_env_json": {"VCAP_APPLICATION": vcap_application(&api, &app, &space, &org, &uris, mem, disk)},

@@ -125,6 +125,7 @@ async fn create_build(
         l.apply(&mut tx, &mut buildpacks, &mut stack).await?;
     }
     let (refs, candidates) = resolve_buildpacks(&mut tx, &buildpacks).await?;
+    let staging_env = crate::env_groups::vars(&mut tx, "staging").await?;
     let at = now();
     let build = Build {
         guid: new_guid(),
@@ -174,7 +175,7 @@ async fn create_build(
         droplet_guid,
         buildpacks: refs,
         detect_candidates: candidates,
-        environment: app.env_strings(),
+        environment: crate::env_groups::layered(staging_env, app.env_strings()),
         memory_mb: build.memory_mb,
         disk_mb: build.disk_mb,
         stack,

@@ -3,14 +3,14 @@
 //! clients that look them up on the way (the cf CLI's `push`, `app`,
 //! `delete`) keep working.
 
-use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::extract::{OriginalUri, RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
 use serde_json::json;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::http::{ok, ListParams};
 use crate::Api;
 
@@ -38,25 +38,11 @@ pub(crate) fn routes() -> Router<Api> {
             "/v3/spaces/{guid}/relationships/isolation_segment",
             get(no_relation),
         )
-        .route("/v3/environment_variable_groups/{name}", get(env_group))
 }
 
 /// A to-one relationship that is not set (isolation segments).
 async fn no_relation(State(api): State<Api>, OriginalUri(uri): OriginalUri) -> Response {
     ok(json!({"data": null, "links": {"self": {"href": api.url(uri.path())}}}))
-}
-
-/// The running and staging environment variable groups: empty in Ingot.
-async fn env_group(State(api): State<Api>, Path(name): Path<String>) -> ApiResult<Response> {
-    if name != "running" && name != "staging" {
-        return Err(ApiError::not_found("Environment variable group"));
-    }
-    Ok(ok(json!({
-        "updated_at": null,
-        "name": name,
-        "var": {},
-        "links": {"self": {"href": api.url(&format!("/v3/environment_variable_groups/{name}"))}},
-    })))
 }
 
 async fn empty(

@@ -57,6 +57,7 @@ pub(crate) fn router(api: Api) -> Router {
         .merge(crate::service_offerings::routes())
         .merge(crate::security_groups::routes())
         .merge(crate::quotas::routes())
+        .merge(crate::env_groups::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
             authenticate,

@@ -15,6 +15,7 @@ mod authz;
 mod builds;
 mod deployments;
 mod empty;
+mod env_groups;
 pub mod error;
 pub use ssh::SshGrant;
 mod feature_flags;
@@ -33,6 +34,7 @@ mod service_offerings;
 mod root;
 mod routes;
 mod services;
+mod services_managed;
 mod ssh;
 mod store;
 mod tasks;
@@ -44,6 +46,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use error::ApiError;
+pub use service_brokers::BrokerPolling;
 
 /// Where the API is reachable and what it announces in `/` and `/v2/info`.
 #[derive(Debug, Clone)]
@@ -416,6 +419,8 @@ pub(crate) struct Inner {
     /// runtime call, so that concurrent start/stop/scale/delete of an app
     /// reach the runtime in the order they were committed.
     pub(crate) users: std::sync::RwLock<Option<Arc<dyn UserDirectory>>>,
+    /// The service broker client and its polling limits.
+    pub(crate) brokers: service_brokers::BrokerSettings,
     pub(crate) app_locks:
         std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -448,6 +453,7 @@ impl Api {
                 config,
                 metrics: http::Metrics::default(),
                 users: std::sync::RwLock::new(None),
+                brokers: service_brokers::BrokerSettings::default(),
                 app_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
                 upload_limit: std::sync::atomic::AtomicU64::new(packages::MAX_UPLOAD_BYTES),
             }),
@@ -469,7 +475,9 @@ impl Api {
     /// previous process left in progress, and desires every started app's processes
     /// again from the stored desired state.
     pub async fn resume(&self) -> Result<(), ApiError> {
-        apps::resume(self).await
+        apps::resume(self).await?;
+        // Broker operations in flight: polling continues where it stopped.
+        services_managed::resume(self).await
     }
 
     /// Records a crash as the audit event `audit.app.process.crash`.

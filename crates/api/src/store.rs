@@ -25,6 +25,9 @@ pub(crate) trait Doc: Serialize + DeserializeOwned + Send + Sync + Unpin {
     fn guid(&self) -> &str;
 }
 
+/// A connection or transaction the store's functions run on.
+pub(crate) type Conn = SqliteConnection;
+
 const TABLES: &[&str] = &[
     "cc_orgs",
     "cc_spaces",
@@ -55,6 +58,7 @@ const TABLES: &[&str] = &[
     "cc_security_groups",
     "cc_organization_quotas",
     "cc_space_quotas",
+    "cc_env_groups",
 ];
 
 const INDEXES: &[&str] = &[
