@@ -142,10 +142,7 @@ pub(crate) async fn validate_buildpacks(
 
 fn check_lifecycle(l: &Lifecycle) -> ApiResult<()> {
     match l.kind.as_deref() {
-        None | Some("buildpack") => Ok(()),
-        Some("docker") => Err(ApiError::Unprocessable(
-            "Lifecycle type 'docker' is not supported by Ingot yet".into(),
-        )),
+        None | Some("buildpack") | Some("docker") => Ok(()),
         Some(other) => Err(ApiError::Unprocessable(format!(
             "Lifecycle type must be one of 'buildpack', 'docker', not '{other}'"
         ))),
@@ -223,6 +220,7 @@ pub(crate) async fn insert_app(
         env,
         droplet_guid: None,
         ssh_enabled: true,
+        docker: false,
         created_at: at.clone(),
         updated_at: at,
         metadata,
@@ -258,7 +256,14 @@ async fn create_app(
     if let Some(l) = &req.lifecycle {
         check_lifecycle(l)?;
     }
+    let docker = req
+        .lifecycle
+        .as_ref()
+        .is_some_and(|l| l.kind.as_deref() == Some("docker"));
     let mut tx = store::begin(&api.inner.pool).await?;
+    if docker {
+        crate::feature_flags::require(&mut tx, "diego_docker").await?;
+    }
     if store::get::<Space>(&mut tx, &space_guid).await?.is_none() {
         return Err(ApiError::Unprocessable(
             "Invalid space. Ensure that the space exists and you have access to it.".into(),
@@ -270,7 +275,7 @@ async fn create_app(
     };
     validate_buildpacks(&mut tx, &buildpacks).await?;
     let stack = resolve_stack(&mut tx, stack_name.as_deref(), &mut Vec::new()).await?;
-    let app = insert_app(
+    let mut app = insert_app(
         &mut tx,
         &p,
         &name,
@@ -281,6 +286,10 @@ async fn create_app(
         Metadata::from_request(req.metadata.as_ref()),
     )
     .await?;
+    if docker {
+        app.docker = true;
+        store::put(&mut tx, &app).await?;
+    }
     tx.commit().await?;
     Ok(created(app.json(&api.inner.config.external_url)))
 }
@@ -314,7 +323,11 @@ async fn list_apps(
         query = query.any_of("space_guid", spaces_of(&mut c, orgs).await?);
     }
     if let Some(types) = params.filter("lifecycle_type") {
-        if !types.iter().any(|t| t == "buildpack") {
+        let buildpack = types.iter().any(|t| t == "buildpack");
+        if types.iter().any(|t| t == "docker") && !buildpack {
+            // `docker` is stored as JSON true, which SQLite reads as 1.
+            query = query.above("docker", 0);
+        } else if !buildpack {
             query = query.any_of("guid", Vec::new());
         }
     }
@@ -357,6 +370,11 @@ async fn update_app(
     }
     if let Some(l) = &req.lifecycle {
         check_lifecycle(l)?;
+        if l.kind.is_some() && (l.kind.as_deref() == Some("docker")) != app.docker {
+            return Err(ApiError::Unprocessable(
+                "Lifecycle type cannot be changed".into(),
+            ));
+        }
         l.apply(&mut tx, &mut app.buildpacks, &mut app.stack)
             .await?;
     }
@@ -434,6 +452,7 @@ pub(crate) async fn delete_app_in_tx(
     let tasks: Vec<crate::model::Task> = store::find(tx, &owned).await?;
     for pr in &processes {
         store::delete::<Process>(tx, &pr.guid).await?;
+        crate::usage_events::stopped(tx, &pr.guid).await?;
         store::delete::<Desired>(tx, &pr.guid).await?;
     }
     for pk in &packages {
@@ -499,7 +518,7 @@ pub(crate) async fn process_uris(
             .any(|d| d.app_guid == app.guid && d.process_type == process_type)
         {
             if let Some(domain) = store::get::<Domain>(c, &r.domain_guid).await? {
-                uris.push(r.url(&domain.name));
+                uris.push(r.desired_uri(&domain.name));
             }
         }
     }
@@ -555,6 +574,8 @@ pub(crate) async fn desired_process(
             .await?
             .to_string(),
         log_rate_limit: process.log_rate_limit,
+        egress: crate::security_groups::running_rules(c, &space.guid).await?,
+        docker_image: crate::builds::docker_image(c, droplet).await?,
     })
 }
 
@@ -572,6 +593,9 @@ pub(crate) async fn start_in_tx(
     app.state = "STARTED".into();
     app.updated_at = now();
     store::put(c, &app).await?;
+    // A start that would exceed a quota is refused before anything is
+    // committed (CF validates every process as it turns STARTED).
+    crate::quotas::check_app(c, app_guid, None).await?;
     let processes: Vec<Process> = store::find(c, &Query::new().eq("app_guid", app_guid)).await?;
     let mut desired = Vec::new();
     for process in processes {
@@ -583,6 +607,7 @@ pub(crate) async fn start_in_tx(
 
 /// Stores what a process was last told to desire (for `resume`).
 async fn record_desired(c: &mut SqliteConnection, dp: DesiredProcess) -> ApiResult<DesiredProcess> {
+    crate::usage_events::desired(c, &dp).await?;
     let record = Desired {
         guid: dp.process_guid.clone(),
         app_guid: dp.app_guid.clone(),
@@ -601,6 +626,7 @@ async fn stop_in_tx(c: &mut SqliteConnection, app_guid: &str) -> ApiResult<Vec<S
     store::put(c, &app).await?;
     let processes: Vec<Process> = store::find(c, &Query::new().eq("app_guid", app_guid)).await?;
     for p in &processes {
+        crate::usage_events::stopped(c, &p.guid).await?;
         store::delete::<Desired>(c, &p.guid).await?;
     }
     Ok(processes.into_iter().map(|p| p.guid).collect())
@@ -701,6 +727,9 @@ pub(crate) async fn redesire(
             None => desired_process(&mut tx, &app, &space, &org, &droplet, &process).await?,
         };
         dp.uris = process_uris(&mut tx, &app, &process.kind).await?;
+        // Security groups may have changed since it was stored (or it
+        // predates them): the current running rules always apply.
+        dp.egress = crate::security_groups::running_rules(&mut tx, &space.guid).await?;
         patch(&mut dp, &process);
         desired.push(record_desired(&mut tx, dp).await?);
     }

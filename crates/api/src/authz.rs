@@ -334,10 +334,25 @@ async fn check_resource(
             None => None,
         },
         "service_credential_bindings" => {
-            let app = store::get::<crate::services::Binding>(c, guid)
-                .await?
-                .map(|b| b.app_guid);
-            app_owner(c, app).await?
+            match store::get::<crate::services::Binding>(c, guid).await? {
+                // A service key has no app: it belongs to its instance's space.
+                Some(b) => match b.app_guid {
+                    Some(app) => app_owner(c, Some(app)).await?,
+                    None => space_owner(c, &b.space_guid).await?,
+                },
+                None => None,
+            }
+        }
+        // A space-scoped broker belongs to its space; global ones are the
+        // platform's (reads are narrowed by the handler).
+        "service_brokers" => {
+            match store::get::<crate::service_brokers::ServiceBroker>(c, guid).await? {
+                Some(b) => match b.space_guid {
+                    Some(space) => space_owner(c, &space).await?,
+                    None => return admin_only(access, read, ""),
+                },
+                None => None,
+            }
         }
         "deployments" => {
             let app = store::get::<crate::deployments::Deployment>(c, guid)
@@ -394,6 +409,11 @@ async fn check_resource(
                 Ok(())
             };
         }
+        // Security groups and quotas: who may see or change one depends on
+        // its global switches and the spaces or organizations it names,
+        // which their handlers check (CF's matrix lets space and org
+        // managers bind groups and org managers write space quotas).
+        "security_groups" | "organization_quotas" | "space_quotas" => return Ok(()),
         // Platform-wide kinds: stacks, domains, buildpacks, feature flags,
         // environment variable groups, jobs. Everyone reads; admins write.
         _ => return admin_only(access, read, ""),
@@ -461,6 +481,7 @@ fn kind_name(kind: &str) -> &'static str {
         "revisions" => "Revision",
         "service_instances" => "Service instance",
         "service_credential_bindings" => "Service credential binding",
+        "service_brokers" => "Service broker",
         "routes" => "Route",
         "roles" => "Role",
         "audit_events" => "Event",
@@ -495,7 +516,15 @@ async fn check_create(
 ) -> ApiResult<Request> {
     // Kinds whose handler checks the rights itself (it needs more of the
     // body than its owner), or that anyone with the write scope may use.
-    if matches!(kind, "roles" | "resource_matches" | "organizations") {
+    if matches!(
+        kind,
+        "roles"
+            | "resource_matches"
+            | "organizations"
+            | "security_groups"
+            | "organization_quotas"
+            | "space_quotas"
+    ) {
         return Ok(req);
     }
     if !matches!(
@@ -508,6 +537,7 @@ async fn check_create(
             | "deployments"
             | "service_instances"
             | "service_credential_bindings"
+            | "service_brokers"
     ) {
         return Err(ApiError::NotAuthorized);
     }
@@ -536,7 +566,7 @@ async fn check_create(
         "deployments" | "service_credential_bindings" => {
             (app_owner(c, rel("app")).await?, Need::Write, "app")
         }
-        "apps" | "routes" | "service_instances" => match rel("space") {
+        "apps" | "routes" | "service_instances" | "service_brokers" => match rel("space") {
             Some(space) => (space_owner(c, &space).await?, Need::Write, "space"),
             None => (None, Need::Write, "space"),
         },

@@ -1,5 +1,12 @@
 //! Builds (staging a package through the [`crate::Runtime`]), droplets, and
 //! admin buildpacks.
+//!
+//! A docker package stages without buildpacks, as CF's does: its build is
+//! `STAGED` at once with a droplet whose `image` is the package's image
+//! (lifecycle `docker`), and the runtime pulls the image when an instance
+//! or task starts (see [`docker_image`]). Whether the image exists is
+//! therefore known only then: a bad reference or refused credentials crash
+//! the instance with the registry's reason.
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, RawQuery, State};
@@ -118,6 +125,9 @@ async fn create_build(
             package.state
         )));
     }
+    if package.kind == "docker" {
+        return create_docker_build(&api, &p, tx, package, req.metadata.as_ref()).await;
+    }
     let (app, space, org) = app_context(&mut tx, &package.app_guid).await?;
     let mut buildpacks = app.buildpacks.clone();
     let mut stack = app.stack.clone();
@@ -143,10 +153,13 @@ async fn create_build(
             name: p.user_name.clone(),
             email: String::new(),
         },
+        docker: false,
         created_at: at.clone(),
         updated_at: at,
         metadata: Metadata::from_request(req.metadata.as_ref()),
     };
+    crate::quotas::check_staging(&mut tx, &space.guid, build.memory_mb).await?;
+    let egress = crate::security_groups::staging_rules(&mut tx, &space.guid).await?;
     store::insert(&mut tx, &build).await?;
     audit_app(
         &mut tx,
@@ -179,6 +192,7 @@ async fn create_build(
         memory_mb: build.memory_mb,
         disk_mb: build.disk_mb,
         stack,
+        egress,
     };
     let task_api = api.clone();
     let principal = p.clone();
@@ -189,6 +203,109 @@ async fn create_build(
         }
     });
     Ok(created(build.json(&api.inner.config.external_url)))
+}
+
+/// Stages a docker package: no container runs; the build is `STAGED` with a
+/// droplet naming the image, in the caller's transaction.
+async fn create_docker_build(
+    api: &Api,
+    p: &Principal,
+    mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    package: Package,
+    metadata: Option<&Value>,
+) -> ApiResult<Response> {
+    crate::feature_flags::require(&mut tx, "diego_docker").await?;
+    let app: App = store::fetch(&mut tx, &package.app_guid).await?;
+    let image = package.image.clone().unwrap_or_default();
+    let at = now();
+    let droplet_guid = new_guid();
+    let droplet = Droplet {
+        // No blob is ever stored under this key; deleting the app deletes
+        // nothing there, which is fine.
+        blob_key: format!("droplets/{droplet_guid}.tgz"),
+        guid: droplet_guid,
+        app_guid: app.guid.clone(),
+        package_guid: Some(package.guid.clone()),
+        state: "STAGED".into(),
+        error: None,
+        // The image's own entrypoint and cmd start it: no detected command.
+        process_types: [("web".to_string(), String::new())].into_iter().collect(),
+        buildpacks: Vec::new(),
+        stack: String::new(),
+        checksum: None,
+        image: Some(image),
+        created_at: at.clone(),
+        updated_at: at.clone(),
+        metadata: Metadata::default(),
+    };
+    let build = Build {
+        guid: new_guid(),
+        app_guid: app.guid.clone(),
+        package_guid: package.guid.clone(),
+        state: "STAGED".into(),
+        error: None,
+        droplet_guid: Some(droplet.guid.clone()),
+        buildpacks: Vec::new(),
+        stack: String::new(),
+        memory_mb: STAGING_MEMORY_MB,
+        disk_mb: STAGING_DISK_MB,
+        created_by: CreatedBy {
+            guid: p.user_guid.clone(),
+            name: p.user_name.clone(),
+            email: String::new(),
+        },
+        docker: true,
+        created_at: at.clone(),
+        updated_at: at,
+        metadata: Metadata::from_request(metadata),
+    };
+    store::insert(&mut tx, &build).await?;
+    store::insert(&mut tx, &droplet).await?;
+    audit_app(
+        &mut tx,
+        "audit.app.build.create",
+        p,
+        &app,
+        json!({"build_guid": build.guid, "package_guid": package.guid}),
+    )
+    .await?;
+    audit_app(
+        &mut tx,
+        "audit.app.droplet.create",
+        p,
+        &app,
+        json!({"droplet_guid": droplet.guid, "package_guid": package.guid}),
+    )
+    .await?;
+    tx.commit().await?;
+    api.api_log(
+        &app.guid,
+        &format!("Creating build for app with guid {}", app.guid),
+    );
+    Ok(created(build.json(&api.inner.config.external_url)))
+}
+
+/// The image to run for `droplet`, with its package's registry
+/// credentials; `None` for a buildpack droplet.
+pub(crate) async fn docker_image(
+    c: &mut sqlx::SqliteConnection,
+    droplet: &Droplet,
+) -> ApiResult<Option<crate::DockerImage>> {
+    let Some(reference) = droplet.image.clone() else {
+        return Ok(None);
+    };
+    let package = match &droplet.package_guid {
+        Some(guid) => store::get::<Package>(c, guid).await?,
+        None => None,
+    };
+    let (username, password) = package
+        .map(|p| (p.docker_username, p.docker_password))
+        .unwrap_or_default();
+    Ok(Some(crate::DockerImage {
+        reference,
+        username,
+        password,
+    }))
 }
 
 /// Runs staging and records the droplet (or the failure).
@@ -217,6 +334,7 @@ async fn stage(api: &Api, p: &Principal, request: StageRequest) -> ApiResult<()>
                 stack: request.stack.clone(),
                 checksum: Some(out.checksum_sha256),
                 blob_key: request.droplet_key.clone(),
+                image: None,
                 created_at: at.clone(),
                 updated_at: at.clone(),
                 metadata: Metadata::default(),
@@ -276,6 +394,11 @@ async fn app_droplets(
 
 async fn download_droplet(State(api): State<Api>, Path(guid): Path<String>) -> ApiResult<Response> {
     let d: Droplet = require(&api, &guid).await?;
+    if d.image.is_some() {
+        return Err(ApiError::Unprocessable(
+            "Cannot download droplets with 'docker' lifecycle.".into(),
+        ));
+    }
     if d.state != "STAGED" {
         return Err(ApiError::Unprocessable(
             "Only staged droplets can be downloaded.".into(),

@@ -583,6 +583,7 @@ async fn step(api: &Api, guid: &str) -> ApiResult<bool> {
                 None => return Ok(true),
             };
             dp.instances = old_left;
+            crate::usage_events::desired(&mut tx, &dp).await?;
             store::put(
                 &mut tx,
                 &Desired {
@@ -620,6 +621,7 @@ async fn desire_new(
         app_guid: app.guid.clone(),
         process: dp,
     };
+    crate::usage_events::desired(c, &record.process).await?;
     store::put(c, &record).await?;
     Ok(record.process)
 }
@@ -634,6 +636,7 @@ async fn promote(
 ) -> ApiResult<bool> {
     if let Some(old) = &old {
         store::delete::<Process>(&mut tx, &old.guid).await?;
+        crate::usage_events::stopped(&mut tx, &old.guid).await?;
         store::delete::<Desired>(&mut tx, &old.guid).await?;
     }
     let mut process = d.new_process.clone();
@@ -670,10 +673,12 @@ async fn cancel_now(
     app.env = d.previous_env.clone();
     app.updated_at = now();
     store::put(&mut tx, &app).await?;
+    crate::usage_events::stopped(&mut tx, &d.new_process.guid).await?;
     store::delete::<Desired>(&mut tx, &d.new_process.guid).await?;
     let old_dp = match store::get::<Desired>(&mut tx, &d.old_process_guid).await? {
         Some(mut desired) => {
             desired.process.instances = d.target_instances;
+            crate::usage_events::desired(&mut tx, &desired.process).await?;
             store::put(&mut tx, &desired).await?;
             Some(desired.process)
         }

@@ -41,6 +41,10 @@ pub enum ApiError {
     /// A request that is invalid as a whole (e.g. a missing upload field).
     #[error("The request is invalid: {0}")]
     InvalidRequest(String),
+    /// A feature flag forbids this; the value is the flag's custom error
+    /// message, else `Feature Disabled: <flag>`.
+    #[error("{0}")]
+    FeatureDisabled(String),
     /// An upload above the size limit.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -97,6 +101,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             ApiError::InvalidRequest(_) => (10004, "CF-InvalidRequest", StatusCode::BAD_REQUEST),
+            ApiError::FeatureDisabled(_) => (330002, "CF-FeatureDisabled", StatusCode::FORBIDDEN),
             ApiError::PayloadTooLarge(_) => {
                 (10004, "CF-InvalidRequest", StatusCode::PAYLOAD_TOO_LARGE)
             }

@@ -3,9 +3,11 @@
 //! `custom_error_message` per flag; a flag never patched shows its default
 //! and `updated_at: null`.
 //!
-//! *Nothing else consults these flags yet*: setting one (e.g. turning
-//! `app_scaling` off) is stored and shown, but does not change what the rest
-//! of the API allows.
+//! Consulted so far: `diego_docker` (off by default, as in CF: an admin
+//! turns it on before docker images can be pushed; packages of type
+//! `docker` and apps with the `docker` lifecycle are refused with
+//! `Feature Disabled: diego_docker` while it is off). Other flags are stored
+//! and shown but do not yet change what the rest of the API allows.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
@@ -83,6 +85,21 @@ pub(crate) async fn enabled(c: &mut sqlx::SqliteConnection, name: &str) -> ApiRe
     let default = default_of(name)?;
     let stored: Option<FeatureFlag> = store::get(c, name).await?;
     Ok(stored.map_or(default, |f| f.enabled))
+}
+
+/// `Ok` when the flag is enabled; else CF's `FeatureDisabled` error with the
+/// flag's custom message, or `Feature Disabled: <name>`.
+pub(crate) async fn require(c: &mut sqlx::SqliteConnection, name: &str) -> ApiResult<()> {
+    let default = default_of(name)?;
+    let stored: Option<FeatureFlag> = store::get(c, name).await?;
+    if stored.as_ref().map_or(default, |f| f.enabled) {
+        return Ok(());
+    }
+    Err(ApiError::FeatureDisabled(
+        stored
+            .and_then(|f| f.custom_error_message)
+            .unwrap_or_else(|| format!("Feature Disabled: {name}")),
+    ))
 }
 
 fn render(api: &Api, name: &str, default: bool, stored: Option<&FeatureFlag>) -> Value {

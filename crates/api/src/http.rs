@@ -58,6 +58,7 @@ pub(crate) fn router(api: Api) -> Router {
         .merge(crate::security_groups::routes())
         .merge(crate::quotas::routes())
         .merge(crate::env_groups::routes())
+        .merge(crate::usage_events::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
             authenticate,

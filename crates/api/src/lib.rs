@@ -28,16 +28,17 @@ mod packages;
 mod processes;
 mod quotas;
 mod roles;
+mod root;
+mod routes;
 mod security_groups;
 mod service_brokers;
 mod service_offerings;
-mod root;
-mod routes;
 mod services;
 mod services_managed;
 mod ssh;
 mod store;
 mod tasks;
+mod usage_events;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,6 +48,24 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ApiError;
 pub use service_brokers::BrokerPolling;
+
+/// How a TCP route appears in [`DesiredProcess::uris`]: this prefix and the
+/// router port, e.g. `tcp:1024`. Host names never contain `:`, so the two
+/// kinds of URI cannot be confused.
+pub const TCP_URI_PREFIX: &str = "tcp:";
+
+/// The router port of a TCP route URI (`tcp:1024` → 1024); `None` for an
+/// HTTP route URI.
+pub fn tcp_route_port(uri: &str) -> Option<u16> {
+    uri.strip_prefix(TCP_URI_PREFIX)?.parse().ok()
+}
+
+/// The router ports TCP routes may use when none is configured with
+/// [`Api::set_tcp_ports`] (CF's `default-tcp` router group has 1024–1033).
+pub const DEFAULT_TCP_PORTS: PortRange = PortRange {
+    start: 1024,
+    end: 1033,
+};
 
 /// Where the API is reachable and what it announces in `/` and `/v2/info`.
 #[derive(Debug, Clone)]
@@ -95,6 +114,48 @@ pub trait Runtime: Send + Sync {
     /// Returns whether the runtime knew the task; its completion is still
     /// reported through [`Api::record_task_completion`].
     async fn cancel_task(&self, task_guid: &str) -> bool;
+    /// Replaces the egress rules of every instance of a desired process in
+    /// place, without restarting them (security groups changed). The same
+    /// rules are in the process's stored [`DesiredProcess::egress`].
+    async fn update_egress(&self, process_guid: &str, egress: Vec<EgressRule>);
+}
+
+/// One egress allow rule of an application security group, parsed and
+/// validated by the API (IPv4 only). A container may open a connection when
+/// some rule matches its protocol, destination and port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressRule {
+    /// `tcp`, `udp`, `icmp` or `all`.
+    pub protocol: String,
+    /// The destinations, each an inclusive address range (a single address
+    /// or a CIDR becomes its range).
+    pub destinations: Vec<IpRange>,
+    /// Inclusive port ranges for `tcp` and `udp`; empty for `icmp` and `all`.
+    pub ports: Vec<PortRange>,
+    /// ICMP type for `icmp` (-1: any).
+    pub icmp_type: Option<i32>,
+    /// ICMP code for `icmp` (-1: any).
+    pub icmp_code: Option<i32>,
+    /// Whether connections the rule allows are logged.
+    pub log: bool,
+}
+
+/// An inclusive IPv4 address range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IpRange {
+    /// The first address.
+    pub start: std::net::Ipv4Addr,
+    /// The last address (equal to `start` for one address).
+    pub end: std::net::Ipv4Addr,
+}
+
+/// An inclusive port range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PortRange {
+    /// The first port.
+    pub start: u16,
+    /// The last port (equal to `start` for one port).
+    pub end: u16,
 }
 
 /// A one-off task the runtime should run from an app's droplet.
@@ -128,6 +189,37 @@ pub struct TaskRequest {
     pub disk_mb: u64,
     /// The app's environment variables.
     pub environment: BTreeMap<String, String>,
+    /// The space's running security group rules.
+    #[serde(default)]
+    pub egress: Vec<EgressRule>,
+    /// The Docker image to run the command in, for an app of a docker
+    /// package (then `droplet_key` is unused).
+    #[serde(default)]
+    pub docker_image: Option<DockerImage>,
+}
+
+/// A Docker image to run instead of a droplet (an app pushed with
+/// `--docker-image`), with the registry credentials to pull it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerImage {
+    /// The image reference as the user gave it, e.g. `busybox` or
+    /// `registry.example.com:5000/team/web:1`.
+    pub reference: String,
+    /// The registry user name, for a private registry.
+    pub username: Option<String>,
+    /// The registry password. Never shown: not in API responses (CF's
+    /// `"***"`), not in logs (`Debug` hides it).
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for DockerImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerImage")
+            .field("reference", &self.reference)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// Why the runtime would not start a task.
@@ -188,6 +280,9 @@ pub struct StageRequest {
     pub disk_mb: u64,
     /// The stack to stage on (`ingot-default` unless another exists).
     pub stack: String,
+    /// The space's staging security group rules.
+    #[serde(default)]
+    pub egress: Vec<EgressRule>,
 }
 
 /// One buildpack a staging task runs.
@@ -276,7 +371,10 @@ pub struct DesiredProcess {
     pub disk_mb: u64,
     /// The app's environment variables.
     pub environment: BTreeMap<String, String>,
-    /// `host.domain` or `host.domain/path` for every route mapped to this process.
+    /// Every route mapped to this process: `host.domain` or
+    /// `host.domain/path` for an HTTP route, `tcp:<port>` (see
+    /// [`TCP_URI_PREFIX`] and [`tcp_route_port`]) for a TCP route, whose
+    /// port the TCP router listens on.
     pub uris: Vec<String>,
     /// The health check gating `RUNNING`.
     pub health_check: HealthCheck,
@@ -287,6 +385,15 @@ pub struct DesiredProcess {
     /// Log bytes per second an instance may write; negative is unlimited.
     #[serde(default = "unlimited")]
     pub log_rate_limit: i64,
+    /// The space's running security group rules (global running groups and
+    /// those bound to the space); empty allows no egress.
+    #[serde(default)]
+    pub egress: Vec<EgressRule>,
+    /// The Docker image to run instead of the droplet, for an app of a
+    /// docker package (then `droplet_key` is unused and `command` is empty
+    /// unless the process sets one).
+    #[serde(default)]
+    pub docker_image: Option<DockerImage>,
 }
 
 fn unlimited() -> i64 {
@@ -415,6 +522,8 @@ pub(crate) struct Inner {
     pub(crate) config: ApiConfig,
     pub(crate) metrics: http::Metrics,
     pub(crate) upload_limit: std::sync::atomic::AtomicU64,
+    /// The reservable ports of the TCP router group.
+    pub(crate) tcp_ports: std::sync::RwLock<PortRange>,
     /// One lock per app, held from the database transaction through the
     /// runtime call, so that concurrent start/stop/scale/delete of an app
     /// reach the runtime in the order they were committed.
@@ -456,13 +565,16 @@ impl Api {
                 brokers: service_brokers::BrokerSettings::default(),
                 app_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
                 upload_limit: std::sync::atomic::AtomicU64::new(packages::MAX_UPLOAD_BYTES),
+                tcp_ports: std::sync::RwLock::new(DEFAULT_TCP_PORTS),
             }),
         })
     }
 
     /// First boot: when there is no organization yet, creates org `main`,
-    /// space `dev`, the shared domain, the default stack `ingot-default`, the
-    /// built-in buildpacks, and a user record for the admin. Idempotent.
+    /// space `dev`, the shared domain, the shared TCP domain `tcp.<app
+    /// domain>` (router group `default-tcp`), the default stack
+    /// `ingot-default`, the built-in buildpacks, and a user record for the
+    /// admin. Idempotent.
     pub async fn bootstrap(
         &self,
         admin_user_guid: &str,
@@ -563,6 +675,25 @@ impl Api {
         self.inner
             .upload_limit
             .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sets the router ports TCP routes may reserve (the `default-tcp`
+    /// router group's `reservable_ports`; default [`DEFAULT_TCP_PORTS`]).
+    /// Routes already outside the range keep their port.
+    pub fn set_tcp_ports(&self, ports: PortRange) {
+        *self
+            .inner
+            .tcp_ports
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = ports;
+    }
+
+    pub(crate) fn tcp_ports(&self) -> PortRange {
+        *self
+            .inner
+            .tcp_ports
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn upload_limit(&self) -> u64 {

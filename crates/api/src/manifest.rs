@@ -417,6 +417,8 @@ async fn apply_one(
         add_destination(&mut route, &app.guid, "web", None);
         store::put(c, &route).await?;
     }
+    // A started app's new instances and memory must fit its quotas.
+    crate::quotas::check_app(c, &app.guid, None).await?;
     app = store::fetch(c, &app.guid).await?;
     audit_app(
         c,

@@ -188,6 +188,10 @@ pub(crate) struct Domain {
     pub guid: String,
     pub name: String,
     pub internal: bool,
+    /// The router group's guid for a TCP domain (CF's `router_group`);
+    /// `None` for an HTTP domain.
+    #[serde(default)]
+    pub router_group: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(default)]
@@ -200,8 +204,9 @@ impl Domain {
         let g = &self.guid;
         json!({
             "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
-            "name": self.name, "internal": self.internal, "router_group": null,
-            "supported_protocols": ["http"],
+            "name": self.name, "internal": self.internal,
+            "router_group": self.router_group.as_ref().map(|guid| json!({"guid": guid})),
+            "supported_protocols": [if self.router_group.is_some() { "tcp" } else { "http" }],
             "relationships": {"organization": rel(None), "shared_organizations": {"data": []}},
             "metadata": self.metadata.json(),
             "links": {
@@ -315,6 +320,9 @@ pub(crate) struct App {
     /// `enable-ssh` / `disable-ssh`.
     #[serde(default = "yes")]
     pub ssh_enabled: bool,
+    /// Lifecycle type `docker` (pushed as an image) instead of `buildpack`.
+    #[serde(default)]
+    pub docker: bool,
     pub created_at: String,
     pub updated_at: String,
     #[serde(default)]
@@ -324,6 +332,9 @@ doc!(App, "cc_apps", "App", Scope::Space("space_guid"), rendered);
 
 impl App {
     pub(crate) fn lifecycle_json(&self) -> Value {
+        if self.docker {
+            return json!({"type": "docker", "data": {}});
+        }
         json!({"type": "buildpack", "data": {"buildpacks": self.buildpacks, "stack": self.stack}})
     }
 
@@ -477,6 +488,12 @@ pub(crate) struct Package {
     pub error: Option<String>,
     pub checksum: Option<String>,
     pub image: Option<String>,
+    /// Registry user name of a docker package.
+    #[serde(default)]
+    pub docker_username: Option<String>,
+    /// Registry password of a docker package; rendered as `***`.
+    #[serde(default)]
+    pub docker_password: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(default)]
@@ -498,7 +515,11 @@ impl Package {
     pub(crate) fn json(&self, base: &str) -> Value {
         let g = &self.guid;
         let data = if self.kind == "docker" {
-            json!({"image": self.image, "username": null, "password": null})
+            json!({
+                "image": self.image,
+                "username": self.docker_username,
+                "password": self.docker_password.as_ref().map(|_| "***"),
+            })
         } else {
             json!({"checksum": {"type": "sha256", "value": self.checksum}, "error": self.error})
         };
@@ -538,6 +559,9 @@ pub(crate) struct Build {
     pub memory_mb: u64,
     pub disk_mb: u64,
     pub created_by: CreatedBy,
+    /// Staged from a docker package (lifecycle `docker`).
+    #[serde(default)]
+    pub docker: bool,
     pub created_at: String,
     pub updated_at: String,
     #[serde(default)]
@@ -567,7 +591,11 @@ impl Build {
             "staging_memory_in_mb": self.memory_mb, "staging_disk_in_mb": self.disk_mb,
             "staging_log_rate_limit_bytes_per_second": -1,
             "error": self.error,
-            "lifecycle": {"type": "buildpack", "data": {"buildpacks": self.buildpacks, "stack": self.stack}},
+            "lifecycle": if self.docker {
+                json!({"type": "docker", "data": {}})
+            } else {
+                json!({"type": "buildpack", "data": {"buildpacks": self.buildpacks, "stack": self.stack}})
+            },
             "package": {"guid": self.package_guid},
             "droplet": self.droplet_guid.as_ref().map(|d| json!({"guid": d})),
             "created_by": self.created_by,
@@ -599,6 +627,9 @@ pub(crate) struct Droplet {
     pub stack: String,
     pub checksum: Option<String>,
     pub blob_key: String,
+    /// The image of a docker droplet (no blob: the image is run as is).
+    #[serde(default)]
+    pub image: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(default)]
@@ -627,13 +658,13 @@ impl Droplet {
         json!({
             "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
             "state": self.state, "error": self.error,
-            "lifecycle": {"type": "buildpack", "data": {}},
+            "lifecycle": {"type": if self.image.is_some() { "docker" } else { "buildpack" }, "data": {}},
             "execution_metadata": "",
             "process_types": self.process_types,
             "checksum": self.checksum.as_ref().map(|c| json!({"type": "sha256", "value": c})),
             "buildpacks": self.buildpacks,
-            "stack": self.stack,
-            "image": null,
+            "stack": if self.image.is_some() { Value::Null } else { json!(self.stack) },
+            "image": self.image,
             "relationships": {"app": rel(Some(&self.app_guid))},
             "metadata": self.metadata.json(),
             "links": links,
@@ -670,6 +701,9 @@ pub(crate) struct Route {
     pub domain_guid: String,
     pub space_guid: String,
     pub destinations: Vec<Destination>,
+    /// The router port of a TCP route (no host, no path); `None` for HTTP.
+    #[serde(default)]
+    pub port: Option<u16>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(default)]
@@ -678,8 +712,12 @@ pub(crate) struct Route {
 doc!(Route, "cc_routes", "Route", Scope::Space("space_guid"));
 
 impl Route {
-    /// `host.domain/path` (or `domain/path` without a host).
+    /// `host.domain/path` (or `domain/path` without a host); `domain:port`
+    /// for a TCP route, as CF shows it.
     pub(crate) fn url(&self, domain: &str) -> String {
+        if let Some(port) = self.port {
+            return format!("{domain}:{port}");
+        }
         let mut url = if self.host.is_empty() {
             domain.to_string()
         } else {
@@ -689,11 +727,21 @@ impl Route {
         url
     }
 
+    /// The route as the runtime receives it in [`DesiredProcess::uris`]:
+    /// `tcp:<port>` for a TCP route, else [`Route::url`].
+    pub(crate) fn desired_uri(&self, domain: &str) -> String {
+        match self.port {
+            Some(port) => format!("{}{port}", crate::TCP_URI_PREFIX),
+            None => self.url(domain),
+        }
+    }
+
     pub(crate) fn json(&self, base: &str, domain: &str) -> Value {
         let g = &self.guid;
         json!({
             "guid": g, "created_at": self.created_at, "updated_at": self.updated_at,
-            "protocol": "http", "host": self.host, "path": self.path, "port": null,
+            "protocol": if self.port.is_some() { "tcp" } else { "http" },
+            "host": self.host, "path": self.path, "port": self.port,
             "url": self.url(domain),
             "destinations": self.destinations.iter().map(Destination::json).collect::<Vec<_>>(),
             "options": {},

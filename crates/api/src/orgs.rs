@@ -33,18 +33,15 @@ pub(crate) const BUILTIN_BUILDPACKS: &[&str] = &[
 
 pub(crate) fn routes() -> Router<Api> {
     Router::new()
-        .route("/v3/organizations", get(index::<Org>).post(create_org))
-        .route(
-            "/v3/organizations/{guid}",
-            get(show::<Org>).delete(delete_org),
-        )
+        .route("/v3/organizations", get(list_orgs).post(create_org))
+        .route("/v3/organizations/{guid}", get(show_org).delete(delete_org))
         .route("/v3/organizations/{guid}/domains", get(org_domains))
         .route(
             "/v3/organizations/{guid}/domains/default",
             get(org_default_domain),
         )
-        .route("/v3/spaces", get(index::<Space>).post(create_space))
-        .route("/v3/spaces/{guid}", get(show::<Space>).delete(delete_space))
+        .route("/v3/spaces", get(list_spaces).post(create_space))
+        .route("/v3/spaces/{guid}", get(show_space).delete(delete_space))
         .route("/v3/domains", get(index::<Domain>))
         .route("/v3/domains/{guid}", get(show::<Domain>))
         .route(
@@ -56,6 +53,36 @@ pub(crate) fn routes() -> Router<Api> {
         .route("/v3/jobs/{guid}", get(show::<Job>))
         .route("/v3/audit_events", get(index::<Event>))
         .route("/v3/audit_events/{guid}", get(show::<Event>))
+}
+
+/// Organizations and spaces show their quota (see
+/// [`crate::quotas::with_quota_relationships`]).
+async fn list_orgs(
+    State(api): State<Api>,
+    access: Extension<Access>,
+    raw: RawQuery,
+) -> ApiResult<Response> {
+    let response = index::<Org>(State(api.clone()), access, raw).await;
+    crate::quotas::with_quota_relationships(&api, response).await
+}
+
+async fn show_org(State(api): State<Api>, guid: Path<String>) -> ApiResult<Response> {
+    let response = show::<Org>(State(api.clone()), guid).await;
+    crate::quotas::with_quota_relationships(&api, response).await
+}
+
+async fn list_spaces(
+    State(api): State<Api>,
+    access: Extension<Access>,
+    raw: RawQuery,
+) -> ApiResult<Response> {
+    let response = index::<Space>(State(api.clone()), access, raw).await;
+    crate::quotas::with_quota_relationships(&api, response).await
+}
+
+async fn show_space(State(api): State<Api>, guid: Path<String>) -> ApiResult<Response> {
+    let response = show::<Space>(State(api.clone()), guid).await;
+    crate::quotas::with_quota_relationships(&api, response).await
 }
 
 /// Filters by name and guid, ordered by name too.
@@ -133,6 +160,25 @@ pub(crate) async fn bootstrap(api: &Api, admin_guid: &str, admin_name: &str) -> 
             guid: new_guid(),
             name: domain.clone(),
             internal: false,
+            router_group: None,
+            created_at: at.clone(),
+            updated_at: at.clone(),
+            metadata: Metadata::default(),
+        };
+        store::insert(&mut tx, &d).await?;
+    }
+    // The shared TCP domain; its router group guid stays with it, so the
+    // group keeps its guid across restarts.
+    let tcp = crate::routes::tcp_domain_name(api);
+    if store::find_one::<Domain>(&mut tx, &Query::new().eq("name", &tcp))
+        .await?
+        .is_none()
+    {
+        let d = Domain {
+            guid: new_guid(),
+            name: tcp,
+            internal: false,
+            router_group: Some(new_guid()),
             created_at: at.clone(),
             updated_at: at.clone(),
             metadata: Metadata::default(),
@@ -178,6 +224,11 @@ pub(crate) async fn bootstrap(api: &Api, admin_guid: &str, admin_name: &str) -> 
             };
             store::insert(&mut tx, &b).await?;
         }
+    }
+    // The first boot with quotas and security groups: the `default`
+    // organization quota, and CF's default running and staging groups.
+    if crate::quotas::bootstrap(&mut tx).await? {
+        crate::security_groups::bootstrap(&mut tx).await?;
     }
     if store::get::<User>(&mut tx, admin_guid).await?.is_none() {
         let u = User {
@@ -312,8 +363,11 @@ async fn create_org(
     } else {
         store::insert(&mut tx, &org).await?;
     }
+    crate::quotas::assign_default(&mut tx, &org.guid).await?;
+    let mut body = org.json(&api.inner.config.external_url);
+    crate::quotas::fill_quota_relationships(&api, &mut tx, &mut body).await?;
     tx.commit().await?;
-    Ok(created(org.json(&api.inner.config.external_url)))
+    Ok(created(body))
 }
 
 /// Every domain is shared, so every organization sees them all.
@@ -345,8 +399,11 @@ pub(crate) async fn default_domain(api: &Api, c: &mut SqliteConnection) -> ApiRe
     {
         return Ok(d);
     }
-    store::find_one::<Domain>(c, &Query::new())
+    // Never the TCP domain: a default route has a host.
+    store::find::<Domain>(c, &Query::new())
         .await?
+        .into_iter()
+        .find(|d| d.router_group.is_none())
         .ok_or_else(|| ApiError::not_found("Domain"))
 }
 
@@ -405,6 +462,7 @@ async fn create_space(State(api): State<Api>, body: Bytes) -> ApiResult<Response
 struct Reservation {
     host: Option<String>,
     path: Option<String>,
+    port: Option<u16>,
 }
 
 /// Whether a route with this host and path exists on the domain.
@@ -421,9 +479,11 @@ async fn route_reservations(
         .eq("domain_guid", &guid)
         .eq("host", r.host.as_deref().unwrap_or(""))
         .eq("path", r.path.as_deref().unwrap_or(""));
-    let found = store::find_one::<crate::model::Route>(&mut c, &query)
+    // A TCP route is found by its port (stored numbers are filtered here).
+    let found = store::find::<crate::model::Route>(&mut c, &query)
         .await?
-        .is_some();
+        .iter()
+        .any(|route| r.port.is_none_or(|p| route.port == Some(p)));
     Ok(ok(serde_json::json!({"matching_route": found})))
 }
 
@@ -452,6 +512,8 @@ async fn delete_space_in_tx(
     for instance in instances {
         store::delete::<crate::services::ServiceInstance>(c, &instance.guid).await?;
     }
+    crate::security_groups::forget_space(c, &space.guid).await?;
+    crate::quotas::forget_space(c, &space.guid).await?;
     store::delete::<Space>(c, &space.guid).await?;
     audit(
         c,
@@ -506,6 +568,7 @@ async fn delete_org(
     for role in roles {
         store::delete::<Role>(&mut tx, &role.guid).await?;
     }
+    crate::quotas::forget_org(&mut tx, &guid).await?;
     store::delete::<Org>(&mut tx, &guid).await?;
     audit(
         &mut tx,

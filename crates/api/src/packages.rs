@@ -1,4 +1,5 @@
-//! Packages: create, upload (multipart `bits` zip + matched `resources`),
+//! Packages: create, copy (`POST /v3/packages?source_guid=`, what
+//! `copy-source` uses), upload (multipart `bits` zip + matched `resources`),
 //! the asynchronous check and merge of an upload, resource matching against
 //! the SHA1 resource cache, download.
 //!
@@ -13,23 +14,24 @@ use std::path::{Component, Path as FsPath, PathBuf};
 
 use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha1::Digest;
 use tokio::io::AsyncWriteExt;
 
-use crate::apps::ToOne;
+use crate::apps::{audit_app, ToOne};
+use crate::authz::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{below, created, index, ok, parse_json, require, show, Listed, Parent};
 use crate::model::{new_guid, now, App, Metadata, Package};
 use crate::store;
-use crate::Api;
+use crate::{Api, Principal};
 
 /// The largest package upload accepted.
 pub(crate) const MAX_UPLOAD_BYTES: u64 = 1 << 30;
@@ -72,6 +74,42 @@ struct NewPackage {
     kind: Option<String>,
     relationships: Option<PackageRelationships>,
     metadata: Option<Value>,
+    /// A docker package's `{image, username, password}`.
+    data: Option<DockerData>,
+}
+
+/// The `data` of a docker package.
+#[derive(Deserialize, Default)]
+struct DockerData {
+    image: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl DockerData {
+    /// The image and credentials, checked as CF checks them.
+    fn validated(self) -> ApiResult<(String, Option<String>, Option<String>)> {
+        let image = self.image.map(|i| i.trim().to_string()).unwrap_or_default();
+        if image.is_empty() {
+            return Err(ApiError::Unprocessable("Data Image required".into()));
+        }
+        if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ApiError::Unprocessable(format!(
+                "Data Image {image:?} is not a valid image reference"
+            )));
+        }
+        let username = self.username.filter(|u| !u.is_empty());
+        let password = self.password.filter(|p| !p.is_empty());
+        match (&username, &password) {
+            (Some(_), None) => Err(ApiError::Unprocessable(
+                "Data Password is required when a username is given".into(),
+            )),
+            (None, Some(_)) => Err(ApiError::Unprocessable(
+                "Data Username is required when a password is given".into(),
+            )),
+            _ => Ok((image, username, password)),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -79,21 +117,26 @@ struct PackageRelationships {
     app: Option<ToOne>,
 }
 
-async fn create_package(State(api): State<Api>, body: Bytes) -> ApiResult<Response> {
+async fn create_package(
+    State(api): State<Api>,
+    Extension(access): Extension<Access>,
+    Extension(p): Extension<Principal>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
     let req: NewPackage = parse_json(&body)?;
-    match req.kind.as_deref() {
-        Some("bits") => {}
-        Some("docker") => {
-            return Err(ApiError::Unprocessable(
-                "Docker packages are not supported by Ingot yet".into(),
-            ))
-        }
+    if let Some(source) = source_guid(q.as_deref())? {
+        return copy_package(&api, &access, &p, &source, req).await;
+    }
+    let docker = match req.kind.as_deref() {
+        Some("bits") => None,
+        Some("docker") => Some(req.data.unwrap_or_default().validated()?),
         _ => {
             return Err(ApiError::Unprocessable(
                 "Type must be one of 'bits', 'docker'".into(),
             ))
         }
-    }
+    };
     let app_guid = req
         .relationships
         .and_then(|r| r.app)
@@ -105,15 +148,25 @@ async fn create_package(State(api): State<Api>, body: Bytes) -> ApiResult<Respon
             "App is invalid. Ensure it exists and you have access to it.".into(),
         ));
     }
+    if docker.is_some() {
+        crate::feature_flags::require(&mut tx, "diego_docker").await?;
+    }
     let at = now();
+    let (kind, state, image, docker_username, docker_password) = match docker {
+        // A docker package is ready at once: there are no bits to upload.
+        Some((image, username, password)) => ("docker", "READY", Some(image), username, password),
+        None => ("bits", "AWAITING_UPLOAD", None, None, None),
+    };
     let package = Package {
         guid: new_guid(),
         app_guid,
-        kind: "bits".into(),
-        state: "AWAITING_UPLOAD".into(),
+        kind: kind.into(),
+        state: state.into(),
         error: None,
         checksum: None,
-        image: None,
+        image,
+        docker_username,
+        docker_password,
         created_at: at.clone(),
         updated_at: at,
         metadata: Metadata::from_request(req.metadata.as_ref()),
@@ -121,6 +174,147 @@ async fn create_package(State(api): State<Api>, body: Bytes) -> ApiResult<Respon
     store::insert(&mut tx, &package).await?;
     tx.commit().await?;
     Ok(created(package.json(&api.inner.config.external_url)))
+}
+
+/// The `source_guid` query parameter of a create, if given; any other
+/// parameter is refused as CF refuses unknown ones.
+fn source_guid(query: Option<&str>) -> ApiResult<Option<String>> {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return Ok(None);
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::BadQueryParameter(format!("cannot parse the query: {e}")))?;
+    let mut source = None;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "source_guid" => source = Some(value),
+            other => {
+                return Err(ApiError::BadQueryParameter(format!(
+                    "Unknown query parameter(s): '{other}'. Valid parameters are: 'source_guid'"
+                )))
+            }
+        }
+    }
+    Ok(source)
+}
+
+/// `POST /v3/packages?source_guid=`: a new package of the destination app
+/// with the source package's bits (or docker image), `READY` at once.
+///
+/// The source must be a package the user may download (its app's space
+/// developer, or an admin): anything else answers 404 as if it did not
+/// exist, so a copy cannot be used to probe other spaces. The destination
+/// app must be writable (403 when visible but not writable, 422 when not
+/// visible). The middleware checks the same; checking here too keeps the
+/// rule next to the code that relies on it.
+async fn copy_package(
+    api: &Api,
+    access: &Access,
+    p: &Principal,
+    source_guid: &str,
+    req: NewPackage,
+) -> ApiResult<Response> {
+    let dest_guid = req
+        .relationships
+        .and_then(|r| r.app)
+        .map(|a| a.data.guid)
+        .ok_or_else(|| ApiError::Unprocessable("Relationships App can't be blank".into()))?;
+    let invalid_app = || {
+        ApiError::Unprocessable(
+            "App is invalid. Ensure it exists and you have access to it.".into(),
+        )
+    };
+    let source = {
+        let mut c = api.inner.pool.acquire().await?;
+        let source: Package = store::get(&mut c, source_guid)
+            .await?
+            .ok_or_else(|| ApiError::not_found("Package"))?;
+        let source_app: Option<App> = store::get(&mut c, &source.app_guid).await?;
+        let readable = source_app.is_some_and(|a| access.can_read_secrets(&a.space_guid));
+        if !readable {
+            return Err(ApiError::not_found("Package"));
+        }
+        let dest: App = store::get(&mut c, &dest_guid)
+            .await?
+            .ok_or_else(invalid_app)?;
+        if !access.can_read_space(&dest.space_guid) {
+            return Err(invalid_app());
+        }
+        if !access.can_write_space(&dest.space_guid) {
+            return Err(ApiError::NotAuthorized);
+        }
+        source
+    };
+    if source.state != "READY" {
+        return Err(ApiError::Unprocessable(format!(
+            "Package {} cannot be copied: it is {}, not READY",
+            source.guid, source.state
+        )));
+    }
+    let at = now();
+    let package = Package {
+        guid: new_guid(),
+        app_guid: dest_guid.clone(),
+        kind: source.kind.clone(),
+        state: "READY".into(),
+        error: None,
+        checksum: source.checksum.clone(),
+        image: source.image.clone(),
+        docker_username: source.docker_username.clone(),
+        docker_password: source.docker_password.clone(),
+        created_at: at.clone(),
+        updated_at: at,
+        metadata: Metadata::from_request(req.metadata.as_ref()),
+    };
+    // The bits are copied before the package exists, so a READY package
+    // always has its blob; the database write lock is not held meanwhile.
+    let copied_blob = source.kind == "bits";
+    if copied_blob {
+        copy_blob(api, &source.blob_key(), &package.blob_key()).await?;
+    }
+    let stored = async {
+        let mut tx = store::begin(&api.inner.pool).await?;
+        // The destination may have been deleted while the bits were copied.
+        let dest: App = store::get(&mut tx, &dest_guid)
+            .await?
+            .ok_or_else(invalid_app)?;
+        store::insert(&mut tx, &package).await?;
+        audit_app(
+            &mut tx,
+            "audit.app.package.create",
+            p,
+            &dest,
+            json!({"request": {"source_package_guid": source.guid}}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<(), ApiError>(())
+    }
+    .await;
+    if let Err(e) = stored {
+        if copied_blob {
+            // Best effort: an orphaned blob only costs disk.
+            let _ = api.inner.blobs.delete(&package.blob_key()).await;
+        }
+        return Err(e);
+    }
+    Ok(created(package.json(&api.inner.config.external_url)))
+}
+
+/// Copies one blob to another key through a temporary file.
+async fn copy_blob(api: &Api, from: &str, to: &str) -> ApiResult<()> {
+    let tmp = tempfile::NamedTempFile::new()
+        .map_err(|e| ApiError::Internal(format!("cannot create a temporary file: {e}")))?;
+    api.inner
+        .blobs
+        .get_to_file(from, tmp.path())
+        .await
+        .map_err(|e| ApiError::blob(from, e))?;
+    api.inner
+        .blobs
+        .put_file(to, tmp.path())
+        .await
+        .map_err(|e| ApiError::blob(to, e))
 }
 
 /// One file the client says the server already has.

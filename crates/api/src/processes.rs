@@ -241,6 +241,7 @@ async fn patch(
     }
     process.updated_at = now();
     store::put(&mut tx, &process).await?;
+    crate::quotas::check_app(&mut tx, &process.app_guid, Some(&[process.guid.clone()])).await?;
     let app: App = store::fetch(&mut tx, &process.app_guid).await?;
     audit_app(
         &mut tx,
@@ -301,6 +302,9 @@ async fn scale(
     }
     process.updated_at = now();
     store::put(&mut tx, &process).await?;
+    // Checked on the written values, before the commit: a refused scale
+    // changes nothing.
+    crate::quotas::check_app(&mut tx, &process.app_guid, Some(&[process.guid.clone()])).await?;
     let app: App = store::fetch(&mut tx, &process.app_guid).await?;
     audit_app(
         &mut tx,

@@ -1,10 +1,15 @@
 //! Routes and their destinations. A change re-desires the started apps it
 //! touches, so the runtime (and through it the router) learns the new URIs.
+//!
+//! TCP routes live on the shared TCP domain (`tcp.<app domain>`, the one of
+//! router group `default-tcp`): no host, no path, a router port from the
+//! group's reservable range, unique within the group. The routing API's
+//! `GET /routing/v1/router_groups` answers that one group for the cf CLI.
 
 use std::collections::BTreeSet;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Extension, Router};
 use bytes::Bytes;
@@ -16,7 +21,7 @@ use crate::apps::{redesire, spaces_of, ToOne};
 use crate::authz::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{accepted_job, created, no_content, ok, parse_json, ListParams};
-use crate::model::{new_guid, now, App, Destination, Domain, Job, Metadata, Route, Space};
+use crate::model::{new_guid, now, App, Destination, Domain, Job, Metadata, Org, Route, Space};
 use crate::store::{self, Query};
 use crate::Api;
 
@@ -35,6 +40,53 @@ pub(crate) fn routes() -> Router<Api> {
             delete(remove_destination),
         )
         .route("/v3/apps/{guid}/routes", get(app_routes))
+        .route("/routing/v1/router_groups", get(router_groups))
+}
+
+/// The name of the one TCP router group, as in CF's default deployment.
+const ROUTER_GROUP: &str = "default-tcp";
+
+/// The shared TCP domain's name: `tcp.<app domain>` (a host of the app
+/// domain could only be an HTTP route, so the names never collide).
+pub(crate) fn tcp_domain_name(api: &Api) -> String {
+    format!("tcp.{}", api.inner.config.app_domain)
+}
+
+#[derive(Deserialize)]
+struct RouterGroupQuery {
+    name: Option<String>,
+}
+
+/// The routing API's router groups: the one TCP group, `default-tcp`, with
+/// the guid its domain names and the reservable ports as `A-B`.
+async fn router_groups(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let query: RouterGroupQuery = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadQueryParameter(e.to_string()))?;
+    let mut c = api.inner.pool.acquire().await?;
+    let domains: Vec<Domain> = store::find(&mut c, &Query::new()).await?;
+    let ports = api.tcp_ports();
+    let groups: Vec<Value> = domains
+        .iter()
+        .filter_map(|d| d.router_group.as_ref())
+        .take(1)
+        .map(|guid| {
+            json!({
+                "guid": guid, "name": ROUTER_GROUP, "type": "tcp",
+                "reservable_ports": format!("{}-{}", ports.start, ports.end),
+            })
+        })
+        .collect();
+    match query.name {
+        Some(name) if name != ROUTER_GROUP || groups.is_empty() => Ok((
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(json!({
+                "name": "ResourceNotFoundError",
+                "message": format!("Router Group '{name}' not found"),
+            })),
+        )
+            .into_response()),
+        _ => Ok(ok(Value::Array(groups))),
+    }
 }
 
 /// Checks a host label as CF does.
@@ -78,6 +130,11 @@ pub(crate) async fn find_or_create(
     path: &str,
     space_guid: &str,
 ) -> ApiResult<Route> {
+    if domain.router_group.is_some() {
+        return Err(ApiError::Unprocessable(
+            "Hosts are not supported for TCP routes.".into(),
+        ));
+    }
     validate_host(host)?;
     validate_path(path)?;
     let q = Query::new()
@@ -93,6 +150,7 @@ pub(crate) async fn find_or_create(
         }
         return Ok(r);
     }
+    crate::quotas::check_route(c, space_guid).await?;
     let at = now();
     let route = Route {
         guid: new_guid(),
@@ -101,12 +159,134 @@ pub(crate) async fn find_or_create(
         domain_guid: domain.guid.clone(),
         space_guid: space_guid.to_string(),
         destinations: Vec::new(),
+        port: None,
         created_at: at.clone(),
         updated_at: at,
         metadata: Metadata::default(),
     };
     store::insert(c, &route).await?;
     Ok(route)
+}
+
+/// Creates a TCP route on `domain` (a domain with a router group) in the
+/// caller's transaction: on `port`, or on a random free port of the
+/// reservable range when `None`, as CF does.
+async fn create_tcp_route(
+    api: &Api,
+    c: &mut SqliteConnection,
+    domain: &Domain,
+    space_guid: &str,
+    port: Option<u16>,
+) -> ApiResult<Route> {
+    let range = api.tcp_ports();
+    // The ports in use anywhere in the domain's router group.
+    let group: Vec<String> = store::find::<Domain>(c, &Query::new())
+        .await?
+        .into_iter()
+        .filter(|d| d.router_group == domain.router_group)
+        .map(|d| d.guid)
+        .collect();
+    let taken: Vec<Route> = store::find::<Route>(c, &Query::new().any_of("domain_guid", group))
+        .await?
+        .into_iter()
+        .filter(|r| r.port.is_some())
+        .collect();
+    let port = match port {
+        Some(p) => {
+            if let Some(existing) = taken.iter().find(|r| r.port == Some(p)) {
+                if existing.domain_guid == domain.guid {
+                    return Err(ApiError::Unprocessable(format!(
+                        "Route already exists with port '{p}' for domain '{}'.",
+                        domain.name
+                    )));
+                }
+                return Err(port_unavailable(p));
+            }
+            if !(range.start..=range.end).contains(&p) {
+                return Err(port_unavailable(p));
+            }
+            p
+        }
+        None => {
+            let free: Vec<u16> = (range.start..=range.end)
+                .filter(|p| !taken.iter().any(|r| r.port == Some(*p)))
+                .collect();
+            if free.is_empty() {
+                return Err(ApiError::Unprocessable(
+                    "There are no more ports available for this domain.".into(),
+                ));
+            }
+            // A random pick, so that a released port is not handed out
+            // again at once (uuid v4 bits are random enough for this).
+            let len = u128::try_from(free.len()).unwrap_or(1);
+            let at = usize::try_from(uuid::Uuid::new_v4().as_u128() % len).unwrap_or(0);
+            free[at]
+        }
+    };
+    crate::quotas::check_route(c, space_guid).await?;
+    check_reserved_ports(c, space_guid).await?;
+    let at = now();
+    let route = Route {
+        guid: new_guid(),
+        host: String::new(),
+        path: String::new(),
+        domain_guid: domain.guid.clone(),
+        space_guid: space_guid.to_string(),
+        destinations: Vec::new(),
+        port: Some(port),
+        created_at: at.clone(),
+        updated_at: at,
+        metadata: Metadata::default(),
+    };
+    store::insert(c, &route).await?;
+    Ok(route)
+}
+
+fn port_unavailable(port: u16) -> ApiError {
+    ApiError::Unprocessable(format!(
+        "Port '{port}' is not available. Try a different port or use a different domain."
+    ))
+}
+
+/// Checks one more reserved router port (a TCP route) against the space's
+/// and the organization's `total_reserved_ports`, as `check_route` checks
+/// `total_routes`.
+async fn check_reserved_ports(c: &mut SqliteConnection, space_guid: &str) -> ApiResult<()> {
+    let space: Space = store::fetch(c, space_guid).await?;
+    let space_limit = crate::quotas::space_quota(c, space_guid)
+        .await?
+        .and_then(|q| q.limits.total_reserved_ports);
+    if let Some(limit) = space_limit {
+        let used = reserved_ports(c, vec![space.guid.clone()]).await?;
+        if used + 1 > limit {
+            return Err(ApiError::Unprocessable(format!(
+                "Reserved route ports quota exceeded for space '{}'.",
+                space.name
+            )));
+        }
+    }
+    let org: Org = store::fetch(c, &space.org_guid).await?;
+    let org_limit = crate::quotas::org_quota(c, &org.guid)
+        .await?
+        .and_then(|q| q.limits.total_reserved_ports);
+    if let Some(limit) = org_limit {
+        let spaces: Vec<Space> = store::find(c, &Query::new().eq("org_guid", &org.guid)).await?;
+        let used = reserved_ports(c, spaces.into_iter().map(|s| s.guid).collect()).await?;
+        if used + 1 > limit {
+            return Err(ApiError::Unprocessable(format!(
+                "Reserved route ports quota exceeded for organization '{}'.",
+                org.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How many TCP routes the spaces hold.
+async fn reserved_ports(c: &mut SqliteConnection, spaces: Vec<String>) -> ApiResult<i64> {
+    let routes: Vec<Route> = store::find(c, &Query::new().any_of("space_guid", spaces)).await?;
+    let count = routes.iter().filter(|r| r.port.is_some()).count();
+    Ok(i64::try_from(count).unwrap_or(i64::MAX))
 }
 
 /// Adds a destination for the app's process unless it is there already.
@@ -129,7 +309,7 @@ pub(crate) fn add_destination(
         app_guid: app_guid.to_string(),
         process_type: process_type.to_string(),
         port,
-        protocol: "http1".into(),
+        protocol: if route.port.is_some() { "tcp" } else { "http1" }.into(),
         weight: None,
     });
     route.updated_at = now();
@@ -139,6 +319,7 @@ pub(crate) fn add_destination(
 struct NewRoute {
     host: Option<String>,
     path: Option<String>,
+    port: Option<u16>,
     relationships: Option<RouteRelationships>,
     metadata: Option<Value>,
 }
@@ -177,6 +358,31 @@ async fn create_route(State(api): State<Api>, body: Bytes) -> ApiResult<Response
                 "Invalid domain. Ensure that the domain exists and you have access to it.".into(),
             )
         })?;
+    if domain.router_group.is_some() {
+        if !host.is_empty() {
+            return Err(ApiError::Unprocessable(
+                "Hosts are not supported for TCP routes.".into(),
+            ));
+        }
+        if !path.is_empty() {
+            return Err(ApiError::Unprocessable(
+                "Paths are not supported for TCP routes.".into(),
+            ));
+        }
+        let mut route = create_tcp_route(&api, &mut tx, &domain, &space_guid, req.port).await?;
+        if let Some(m) = &req.metadata {
+            route.metadata.merge(m);
+            store::put(&mut tx, &route).await?;
+        }
+        let body = render(&api, &mut tx, &route).await?;
+        tx.commit().await?;
+        return Ok(created(body));
+    }
+    if req.port.is_some() {
+        return Err(ApiError::Unprocessable(
+            "Routes with protocol 'http' do not support ports.".into(),
+        ));
+    }
     if host.is_empty() {
         return Err(ApiError::Unprocessable(
             "Missing host. Routes in shared domains must have a host defined.".into(),
@@ -225,7 +431,7 @@ async fn list_routes(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let mut names = ListParams::names(FILTERS);
-    names.extend(["organization_guids", "app_guids"]);
+    names.extend(["organization_guids", "app_guids", "ports"]);
     let params = ListParams::parse(q.as_deref(), &names, &[])?;
     let mut query = params.narrow(Query::new(), FILTERS);
     let mut c = api.inner.pool.acquire().await?;
@@ -236,6 +442,10 @@ async fn list_routes(
     let mut routes: Vec<Route> = store::find(&mut c, &query).await?;
     if let Some(apps) = params.filter("app_guids") {
         routes.retain(|r| r.destinations.iter().any(|d| apps.contains(&d.app_guid)));
+    }
+    // Ports are numbers in the stored document: filtered here.
+    if let Some(ports) = params.filter("ports") {
+        routes.retain(|r| r.port.is_some_and(|p| ports.contains(&p.to_string())));
     }
     page(&api, &mut c, q.as_deref(), &params, "/v3/routes", &routes).await
 }

@@ -59,9 +59,11 @@ const TABLES: &[&str] = &[
     "cc_organization_quotas",
     "cc_space_quotas",
     "cc_env_groups",
+    "cc_app_usage_events",
 ];
 
 const INDEXES: &[&str] = &[
+    "CREATE UNIQUE INDEX IF NOT EXISTS cc_app_usage_events_seq ON cc_app_usage_events(json_extract(doc,'$.seq'))",
     "CREATE UNIQUE INDEX IF NOT EXISTS cc_orgs_name ON cc_orgs(json_extract(doc,'$.name'))",
     "CREATE UNIQUE INDEX IF NOT EXISTS cc_spaces_name ON cc_spaces(json_extract(doc,'$.org_guid'), json_extract(doc,'$.name'))",
     "CREATE UNIQUE INDEX IF NOT EXISTS cc_domains_name ON cc_domains(json_extract(doc,'$.name'))",
@@ -72,7 +74,10 @@ const INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS cc_packages_app ON cc_packages(json_extract(doc,'$.app_guid'))",
     "CREATE INDEX IF NOT EXISTS cc_builds_app ON cc_builds(json_extract(doc,'$.app_guid'))",
     "CREATE INDEX IF NOT EXISTS cc_droplets_app ON cc_droplets(json_extract(doc,'$.app_guid'))",
-    "CREATE UNIQUE INDEX IF NOT EXISTS cc_routes_url ON cc_routes(json_extract(doc,'$.domain_guid'), json_extract(doc,'$.host'), json_extract(doc,'$.path'))",
+    // A route is unique by domain, host, path and (TCP) port; the index
+    // without the port, of earlier versions, is replaced.
+    "DROP INDEX IF EXISTS cc_routes_url",
+    "CREATE UNIQUE INDEX IF NOT EXISTS cc_routes_url_port ON cc_routes(json_extract(doc,'$.domain_guid'), json_extract(doc,'$.host'), json_extract(doc,'$.path'), coalesce(json_extract(doc,'$.port'), 0))",
     "CREATE INDEX IF NOT EXISTS cc_tasks_app ON cc_tasks(json_extract(doc,'$.app_guid'))",
     "CREATE UNIQUE INDEX IF NOT EXISTS cc_roles_unique ON cc_roles(json_extract(doc,'$.type'), json_extract(doc,'$.user_guid'), json_extract(doc,'$.org_guid'), ifnull(json_extract(doc,'$.space_guid'),''))",
     "CREATE INDEX IF NOT EXISTS cc_roles_user ON cc_roles(json_extract(doc,'$.user_guid'))",
@@ -81,6 +86,12 @@ const INDEXES: &[&str] = &[
     "CREATE UNIQUE INDEX IF NOT EXISTS cc_service_instances_name ON cc_service_instances(json_extract(doc,'$.space_guid'), json_extract(doc,'$.name'))",
     "CREATE UNIQUE INDEX IF NOT EXISTS cc_service_bindings_pair ON cc_service_bindings(json_extract(doc,'$.app_guid'), json_extract(doc,'$.service_instance_guid'))",
     "CREATE INDEX IF NOT EXISTS cc_events_target ON cc_events(json_extract(doc,'$.target.guid'))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS cc_security_groups_name ON cc_security_groups(json_extract(doc,'$.name'))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS cc_space_quotas_name ON cc_space_quotas(json_extract(doc,'$.org_guid'), json_extract(doc,'$.name'))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS cc_service_brokers_name ON cc_service_brokers(json_extract(doc,'$.name'))",
+    "CREATE INDEX IF NOT EXISTS cc_service_plans_offering ON cc_service_plans(json_extract(doc,'$.offering_guid'))",
+    "CREATE INDEX IF NOT EXISTS cc_service_instances_plan ON cc_service_instances(json_extract(doc,'$.service_plan_guid'))",
+    "CREATE INDEX IF NOT EXISTS cc_service_bindings_instance ON cc_service_bindings(json_extract(doc,'$.service_instance_guid'))",
 ];
 
 /// Creates the tables and indexes (idempotent).
@@ -180,6 +191,8 @@ pub(crate) async fn delete<T: Doc>(c: &mut SqliteConnection, guid: &str) -> ApiR
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Query {
     filters: Vec<(String, Vec<String>)>,
+    /// Keeps documents whose integer field is greater than the value.
+    above: Option<(String, i64)>,
     order: Option<(String, bool)>,
 }
 
@@ -200,6 +213,12 @@ impl Query {
         self.any_of(field, vec![value.to_string()])
     }
 
+    /// Keeps documents whose integer `field` is greater than `value`.
+    pub(crate) fn above(mut self, field: &str, value: i64) -> Self {
+        self.above = Some((field.to_string(), value));
+        self
+    }
+
     /// Orders by `field` (validated by the caller), descending if asked.
     pub(crate) fn order(mut self, field: &str, descending: bool) -> Self {
         self.order = Some((field.to_string(), descending));
@@ -207,10 +226,10 @@ impl Query {
     }
 
     fn where_clause(&self) -> String {
-        if self.filters.is_empty() {
+        if self.filters.is_empty() && self.above.is_none() {
             return String::new();
         }
-        let parts: Vec<String> = self
+        let mut parts: Vec<String> = self
             .filters
             .iter()
             .map(|(field, values)| {
@@ -222,6 +241,9 @@ impl Query {
                 }
             })
             .collect();
+        if let Some((field, _)) = &self.above {
+            parts.push(format!("json_extract(doc,'$.{field}') > ?"));
+        }
         format!(" WHERE {}", parts.join(" AND "))
     }
 
@@ -252,6 +274,9 @@ async fn select<T: Doc>(
     let sql = format!("SELECT {what} FROM {}{}{tail}", T::TABLE, q.where_clause());
     let mut query = sqlx::query(&sql);
     for value in q.binds() {
+        query = query.bind(value);
+    }
+    if let Some((_, value)) = &q.above {
         query = query.bind(value);
     }
     for value in extra {

@@ -175,6 +175,9 @@ async fn create(
         updated_at: at,
         metadata: Metadata::from_request(req.metadata.as_ref()),
     };
+    crate::quotas::check_task(&mut tx, &space.guid, task.memory_mb).await?;
+    let egress = crate::security_groups::running_rules(&mut tx, &space.guid).await?;
+    let docker_image = crate::builds::docker_image(&mut tx, &droplet).await?;
     store::insert(&mut tx, &task).await?;
     audit_app(
         &mut tx,
@@ -203,6 +206,8 @@ async fn create(
         memory_mb: task.memory_mb,
         disk_mb: task.disk_mb,
         environment: app.env_strings(),
+        egress,
+        docker_image,
     };
     if let Err(rejected) = api.inner.runtime.run_task(request).await {
         tracing::warn!(task = %task.guid, reason = %rejected.message, "the runtime refused a task");

@@ -237,6 +237,9 @@ pub struct Droplet {
     /// The stack it runs on.
     #[serde(default)]
     pub stack: Option<String>,
+    /// The image of a docker droplet.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// A buildpack entry of a droplet.

@@ -18,6 +18,16 @@ pub struct Domain {
     /// Whether only container-to-container traffic uses it.
     #[serde(default)]
     pub internal: bool,
+    /// `["http"]`, or `["tcp"]` for a domain of a TCP router group.
+    #[serde(default)]
+    pub supported_protocols: Vec<String>,
+}
+
+impl Domain {
+    /// Whether its routes are TCP routes (a port, no host or path).
+    pub fn is_tcp(&self) -> bool {
+        self.supported_protocols.iter().any(|p| p == "tcp")
+    }
 }
 
 /// A route with what it maps to.
@@ -31,9 +41,15 @@ pub struct RouteDetail {
     /// Path part, may be empty.
     #[serde(default)]
     pub path: String,
-    /// `host.domain/path`.
+    /// `host.domain/path`, or `domain:port` for a TCP route.
     #[serde(default)]
     pub url: String,
+    /// `http` or `tcp`.
+    #[serde(default)]
+    pub protocol: String,
+    /// The router port of a TCP route.
+    #[serde(default)]
+    pub port: Option<u16>,
     /// The apps (and processes) it sends requests to.
     #[serde(default)]
     pub destinations: Vec<Value>,
@@ -85,6 +101,42 @@ impl Client {
             )
             .await?;
         Ok(found.into_iter().find(|r| r.host == host && r.path == path))
+    }
+
+    /// The TCP route on this domain and port, if it exists.
+    pub async fn find_tcp_route(
+        &self,
+        domain_guid: &str,
+        port: u16,
+    ) -> Result<Option<RouteDetail>> {
+        let port_text = port.to_string();
+        let found: Vec<RouteDetail> = self
+            .list_all(
+                "/v3/routes",
+                &[("domain_guids", domain_guid), ("ports", &port_text)],
+            )
+            .await?;
+        Ok(found.into_iter().find(|r| r.port == Some(port)))
+    }
+
+    /// Creates a TCP route in a space on `port`, or on a free port the API
+    /// picks when `None` (`--random-port`).
+    pub async fn create_tcp_route(
+        &self,
+        space_guid: &str,
+        domain_guid: &str,
+        port: Option<u16>,
+    ) -> Result<RouteDetail> {
+        let mut body = json!({
+            "relationships": {
+                "space": {"data": {"guid": space_guid}},
+                "domain": {"data": {"guid": domain_guid}},
+            },
+        });
+        if let Some(port) = port {
+            body["port"] = json!(port);
+        }
+        self.send_json(Method::POST, "/v3/routes", &body).await
     }
 
     /// Creates a route in a space.

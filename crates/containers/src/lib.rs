@@ -3,7 +3,9 @@
 //! Every staging task and app instance runs in a container of its own:
 //! an overlayfs rootfs over a [`Stack`] (see [`prepare_default_stack`]), its own
 //! pid, mount, uts, ipc, network and cgroup namespaces, memory / pid / cpu limits,
-//! and a veth into a bridge with NAT for egress.
+//! an optional disk quota ([`Limits::disk_bytes`]: its writable layer on a loop-mounted
+//! ext4 image of that size), and a veth into a bridge with NAT for egress, allowed only
+//! where its [`EgressRule`]s say.
 //!
 //! The [`ContainerManager`] drives `runc` through a per-container *shim*
 //! (`<self_exe> internal shim …`, see [`run_internal`]): a small single-threaded
@@ -11,14 +13,16 @@
 //! status and the cgroup's OOM-kill counter before the cgroup goes away.
 //!
 //! Invariant: nothing leaks. Every object a container creates (overlay mount and
-//! directories, runc state, network namespace, veth, cgroup, address) is named with
-//! the manager's prefix and removed on [`ContainerManager::destroy`], and on the next
-//! [`ContainerManager::start`] after a crash.
+//! directories, disk image and loop device, runc state, network namespace, veth, cgroup,
+//! address) is named with the manager's prefix and removed on
+//! [`ContainerManager::destroy`], and on the next [`ContainerManager::start`] after a crash.
 
 mod cgroup;
 mod command;
+mod disk_quota;
 mod error;
 mod exec;
+mod firewall;
 pub mod image;
 mod manager;
 mod network;
@@ -41,6 +45,7 @@ pub use exec::{
     bundle_dir, connect_in, connect_in_netns, exec, netns_of, ExecProcess, ExecSpec, Pty,
     WindowSize,
 };
+pub use firewall::{Destination, EgressRule, InvalidRule, PortRange, Protocol};
 pub use manager::{ContainerManager, ManagerConfig};
 pub use runtime::{OciRuntime, Runc};
 pub use shim::run_internal;
@@ -90,6 +95,11 @@ pub struct Limits {
     pub pids: i64,
     /// Relative CPU weight (cgroup v1 `cpu.shares`, converted to `cpu.weight` on v2); 0 means default.
     pub cpu_shares: u64,
+    /// Disk quota in bytes on everything the container writes to its root file system
+    /// (its overlay's writable layer): writes beyond it fail with `ENOSPC` inside the
+    /// container. The file system's own metadata takes 2-4% of it. At least
+    /// 4 MiB. `None`: no quota, the writable layer lies on the state directory's file system.
+    pub disk_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -98,6 +108,7 @@ impl Default for Limits {
             memory_bytes: 1024 * 1024 * 1024,
             pids: 1024,
             cpu_shares: 1024,
+            disk_bytes: None,
         }
     }
 }
@@ -122,6 +133,10 @@ pub struct ContainerSpec {
     /// Give the container an address on the bridge (with NAT egress); without it the
     /// container has only a loopback interface.
     pub network: bool,
+    /// What the container may connect to (its security groups' rules); empty allows
+    /// nothing: not the outside, not other containers, not the host. Connections into the
+    /// container keep working. See [`ContainerManager::set_egress`] to change them later.
+    pub egress: Vec<EgressRule>,
 }
 
 /// How a container's process ended.

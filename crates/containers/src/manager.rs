@@ -1,5 +1,5 @@
 //! The container manager: creates, stops and destroys containers, and owns the host-side
-//! network (bridge, NAT) and the cleanup of everything a container leaves.
+//! network (bridge, NAT, egress firewall) and the cleanup of everything a container leaves.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -12,13 +12,15 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 use crate::cgroup::{self, CgroupVersion};
+use crate::disk_quota;
+use crate::firewall;
 use crate::network::{self, Naming, Pool, Subnet, Tools};
 use crate::oci;
 use crate::rootfs::{self, ContainerDirs};
 use crate::runtime::{OciRuntime, Runc};
 use crate::shim::ShimArgs;
 use crate::stack;
-use crate::{Container, ContainerError, ContainerSpec, ExitStatus, Usage};
+use crate::{Container, ContainerError, ContainerSpec, EgressRule, ExitStatus, Usage};
 
 /// The fd on which the shim reports readiness ("ok <pid>" or "error <reason>").
 const READY_FD: i32 = 3;
@@ -88,6 +90,10 @@ struct Record {
     done: Option<watch::Receiver<bool>>,
     /// Host pid of the shim, to kill it should it hang.
     shim_pid: Option<u32>,
+    /// Its egress rules, as last given (enforced once `firewall` is true).
+    egress: Vec<EgressRule>,
+    /// Its firewall chain and map entry are installed.
+    firewall: bool,
 }
 
 struct State {
@@ -105,6 +111,9 @@ pub struct ContainerManager {
     limit_swap: bool,
     runtime: Arc<dyn OciRuntime>,
     state: Mutex<State>,
+    /// Serialises changes to the firewall, so that rules given by `set_egress` while a
+    /// container is being created are the ones it gets, and a destroy is not undone.
+    firewall_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ContainerManager {
@@ -175,9 +184,11 @@ impl ContainerManager {
     /// into every container (`/usr`, and `/bin`, `/lib*`, `/sbin` or what they link to):
     /// [`ContainerError::StateDirExposed`]. Checks that runc, ip and nft exist (naming the
     /// missing one), removes leftovers of an earlier run with the same prefix (runc
-    /// containers under its root, mounts under the state directory, network namespaces,
-    /// veths, cgroups, the nft table, the bridge), then creates the bridge, enables IPv4
-    /// forwarding and installs NAT for the subnet.
+    /// containers under its root, mounts under the state directory and the loop devices of
+    /// its disk images, network namespaces,
+    /// veths, cgroups, the nft table with every container's firewall chain, the bridge),
+    /// then creates the bridge, enables IPv4 forwarding and installs NAT and the egress
+    /// firewall (default: containers reach nothing) for the subnet.
     pub async fn start(config: ManagerConfig) -> Result<Arc<Self>, ContainerError> {
         if let Some(mounted) = stack::exposing_mount(&config.state_dir, &stack::host_bind_sources())
         {
@@ -217,6 +228,7 @@ impl ContainerManager {
                 pool: Pool::new(subnet),
                 containers: HashMap::new(),
             }),
+            firewall_lock: tokio::sync::Mutex::new(()),
             config,
         };
         let runc_root = manager.runc_root();
@@ -272,6 +284,28 @@ impl ContainerManager {
         self.config.state_dir.join("containers")
     }
 
+    fn volumes_dir(&self) -> PathBuf {
+        self.config.state_dir.join("volumes")
+    }
+
+    /// Creates the volume `name` (an id, as for containers): a root-owned directory on a
+    /// file system of its own of `bytes` (at least 4 MiB), for writable bind mounts that
+    /// must count against a disk quota (e.g. staging's app and output directories). Returns
+    /// its path. Replaces a volume of the same name. Removed by [`Self::remove_volume`], by
+    /// [`Self::shutdown`] and by the next [`Self::start`] after a crash.
+    pub async fn create_volume(&self, name: &str, bytes: u64) -> Result<PathBuf, ContainerError> {
+        validate_id(name)?;
+        let (volumes, name) = (self.volumes_dir(), name.to_string());
+        blocking(move || disk_quota::create_volume(&volumes, &name, bytes)).await
+    }
+
+    /// Unmounts and removes the volume `name` and everything in it. Missing: no-op.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), ContainerError> {
+        validate_id(name)?;
+        let (volumes, name) = (self.volumes_dir(), name.to_string());
+        blocking(move || disk_quota::remove_volume(&volumes, &name)).await
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind, still consistent enough
         // for cleanup; don't turn one panic into many.
@@ -305,7 +339,12 @@ impl ContainerManager {
         }
         let containers = self.containers_dir();
         let target = containers.clone();
-        blocking(move || rootfs::unmount_all_below(&target)).await?;
+        blocking(move || {
+            rootfs::unmount_all_below(&target)?;
+            // Disk images' loop devices detach with their unmount; this catches the rest.
+            disk_quota::detach_images_below(&target)
+        })
+        .await?;
         // A shim of the crashed run may still be writing its exit file while we remove.
         for attempt in 0..5 {
             let target = containers.clone();
@@ -316,6 +355,8 @@ impl ContainerManager {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
+        let volumes = self.volumes_dir();
+        blocking(move || disk_quota::remove_tree(&volumes)).await?;
         network::remove_leftovers(&self.tools, &self.naming).await?;
         self.remove_cgroup_parent().await;
         Ok(())
@@ -352,6 +393,8 @@ impl ContainerManager {
                     offset,
                     done: None,
                     shim_pid: None,
+                    egress: spec.egress.clone(),
+                    firewall: false,
                 },
             );
         }
@@ -376,21 +419,26 @@ impl ContainerManager {
             let layers = spec.layers.clone();
             let stack_rootfs = spec.stack.rootfs.clone();
             let hostname = spec.hostname.clone();
+            let disk_bytes = spec.limits.disk_bytes;
             blocking(move || {
                 // A directory of the same id may survive a failed destroy; never reuse its
                 // upper dir.
                 rootfs::remove(&dirs)?;
-                rootfs::mount_rootfs(&dirs, &layers, &stack_rootfs)?;
+                rootfs::mount_rootfs(&dirs, &layers, &stack_rootfs, disk_bytes)?;
                 write_hosts(&dirs.rootfs(), &hostname, ip)
             })
             .await?;
         }
 
         let netns = match offset {
-            Some(offset) => Some(
-                network::setup_container(&self.tools, &self.naming, &self.subnet, id, offset)
-                    .await?,
-            ),
+            Some(offset) => {
+                let netns =
+                    network::setup_container(&self.tools, &self.naming, &self.subnet, id, offset)
+                        .await?;
+                // Before the process starts: it never runs without its rules.
+                self.install_firewall(id, offset).await?;
+                Some(netns)
+            }
             None => None,
         };
         let cgroups_path = self.cgroup_path(id);
@@ -587,7 +635,8 @@ impl ContainerManager {
     }
 
     /// Kills the container if needed and removes everything of it: runc state, mounts,
-    /// overlay directories, network namespace, veth, cgroups, its address. Idempotent;
+    /// overlay directories, disk image and its loop device, network namespace, veth, firewall chain and map entry, cgroups,
+    /// its address. Idempotent;
     /// also cleans what an unknown id may have left.
     pub async fn destroy(&self, id: &str) -> Result<(), ContainerError> {
         validate_id(id)?;
@@ -619,10 +668,19 @@ impl ContainerManager {
         let dirs = ContainerDirs::new(&self.config.state_dir, id);
         let removed = blocking(move || rootfs::remove(&dirs)).await;
         let torn_down = network::teardown_container(&self.tools, &self.naming, id, offset).await;
+        let unfirewalled = {
+            let _firewall = self.firewall_lock.lock().await;
+            if let Some(record) = self.lock().containers.get_mut(id) {
+                record.firewall = false;
+            }
+            let address = offset.map(|o| self.subnet.address(o));
+            firewall::remove(&self.tools, &self.naming, id, address).await
+        };
         for (step, result) in [
             ("delete runc container", deleted),
             ("remove rootfs", removed),
             ("tear down network", torn_down),
+            ("remove firewall rules", unfirewalled),
         ] {
             if let Err(e) = result {
                 tracing::warn!(id, step, error = %e, "destroy step failed");
@@ -643,6 +701,50 @@ impl ContainerManager {
         }
     }
 
+    /// Installs the container's firewall chain with the rules its record holds.
+    async fn install_firewall(&self, id: &str, offset: u32) -> Result<(), ContainerError> {
+        let _firewall = self.firewall_lock.lock().await;
+        let Some(rules) = self.lock().containers.get(id).map(|r| r.egress.clone()) else {
+            return Err(ContainerError::StartFailed {
+                id: id.to_string(),
+                reason: "destroyed while being created".into(),
+            });
+        };
+        let address = self.subnet.address(offset);
+        firewall::install(&self.tools, &self.naming, id, address, &rules).await?;
+        if let Some(record) = self.lock().containers.get_mut(id) {
+            record.firewall = true;
+        }
+        Ok(())
+    }
+
+    /// Replaces what a container may connect to (see [`ContainerSpec::egress`]) while it
+    /// runs, in one nft transaction that other containers do not notice. The new rules apply
+    /// to every connection opened from then on; connections already established (under the
+    /// old rules) are kept until they close. A container being created gets these rules
+    /// when its process starts; one without a network keeps them with no effect.
+    /// Unknown id: [`ContainerError::InvalidId`].
+    pub async fn set_egress(&self, id: &str, rules: &[EgressRule]) -> Result<(), ContainerError> {
+        validate_id(id)?;
+        let _firewall = self.firewall_lock.lock().await;
+        let installed = {
+            let mut state = self.lock();
+            let Some(record) = state.containers.get_mut(id) else {
+                return Err(ContainerError::InvalidId {
+                    id: id.to_string(),
+                    reason: "no such container",
+                });
+            };
+            record.egress = rules.to_vec();
+            record.firewall
+        };
+        if installed {
+            firewall::replace(&self.tools, &self.naming, id, rules).await?;
+        }
+        tracing::debug!(id, rules = rules.len(), installed, "egress rules set");
+        Ok(())
+    }
+
     /// Drops the container's record and returns its address to the pool.
     fn forget(&self, id: &str) {
         let mut state = self.lock();
@@ -654,7 +756,7 @@ impl ContainerManager {
     }
 
     /// Destroys every container, then removes the bridge, the nft table, the cgroup parent
-    /// and the state directory's contents.
+    /// and the state directory's contents (volumes included).
     pub async fn shutdown(&self) -> Result<(), ContainerError> {
         let mut first_error = None;
         for id in self.list() {
@@ -669,8 +771,14 @@ impl ContainerManager {
         self.remove_cgroup_parent().await;
         let containers = self.containers_dir();
         let runc_root = self.runc_root();
+        let volumes = self.volumes_dir();
         let removed = blocking(move || {
-            let mut first_error = rootfs::unmount_all_below(&containers).err();
+            let mut first_error = rootfs::unmount_all_below(&containers)
+                .and_then(|()| disk_quota::detach_images_below(&containers))
+                .err();
+            if let Err(e) = disk_quota::remove_tree(&volumes) {
+                first_error.get_or_insert(e);
+            }
             for dir in [containers, runc_root] {
                 match std::fs::remove_dir_all(&dir) {
                     Ok(()) => {}
@@ -699,7 +807,8 @@ impl ContainerManager {
     }
 
     /// Bytes the container has written to its root file system (its
-    /// overlay's upper directory), counted as `du` counts them; blocking
+    /// overlay's upper directory, on its own file system when it has a
+    /// [`crate::Limits::disk_bytes`] quota), counted as `du` counts them; blocking
     /// file system work, to be run off the async workers.
     pub fn disk_usage(&self, id: &str) -> Option<u64> {
         validate_id(id).ok()?;

@@ -1,5 +1,10 @@
 //! Container networking: an address pool, the bridge with NAT for egress (an nft table of
-//! our own), and per container a network namespace with a veth into the bridge.
+//! our own, which also holds the egress firewall of [`crate::firewall`]), and per container
+//! a network namespace with a veth into the bridge.
+//!
+//! Containers never talk to each other at layer 2: their bridge ports are isolated and each
+//! has a `/32` address with everything routed through the gateway, so all their traffic
+//! crosses the host's IP hooks where the firewall judges it.
 //!
 //! Shells out to `ip` (iproute2) and `nft`; see ip-netns(8), ip-link(8), nft(8).
 
@@ -8,6 +13,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use crate::command::{run, run_with_input};
+use crate::firewall;
 use crate::ContainerError;
 
 /// An IPv4 subnet: the bridge takes the first host address, containers the following.
@@ -167,12 +173,26 @@ pub(crate) async fn setup_host(
     let bridge = naming.bridge.as_str();
     let gateway = format!("{}/{}", subnet.gateway(), subnet.prefix_len());
     run(&tools.ip, &["link", "add", bridge, "type", "bridge"]).await?;
+    // A bridge whose address was never set takes the lowest of its ports' addresses, so it
+    // would change as containers come and go, and the containers' cached gateway address
+    // would go stale (their frames to the host dropped until they ask again). Setting it,
+    // even to the random one it has now, pins it.
+    let mac_file = PathBuf::from(format!("/sys/class/net/{bridge}/address"));
+    let mac = std::fs::read_to_string(&mac_file).map_err(ContainerError::io("read", &mac_file))?;
+    run(&tools.ip, &["link", "set", bridge, "address", mac.trim()]).await?;
     run(&tools.ip, &["addr", "add", &gateway, "dev", bridge]).await?;
     run(&tools.ip, &["link", "set", bridge, "up"]).await?;
     let forward = Path::new("/proc/sys/net/ipv4/ip_forward");
     std::fs::write(forward, "1").map_err(ContainerError::io("write", forward))?;
+    // Containers have no IPv6 address and the firewall is IPv4 only: without IPv6 on the
+    // bridge, link-local IPv6 from a container reaches nothing on the host.
+    let ipv6 = PathBuf::from(format!("/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6"));
+    if ipv6.exists() {
+        std::fs::write(&ipv6, "1").map_err(ContainerError::io("write", &ipv6))?;
+    }
     // Our own table: masquerade what leaves the subnet; accept forwarding to and from the
-    // bridge even where another table's forward policy would otherwise not see it.
+    // bridge (what is forwarded has passed the egress firewall, which judges everything
+    // arriving from the bridge in its prerouting chain).
     let ruleset = format!(
         "table ip {table} {{\n\
          \tchain postrouting {{\n\
@@ -184,8 +204,10 @@ pub(crate) async fn setup_host(
          \t\tiifname \"{bridge}\" accept\n\
          \t\toifname \"{bridge}\" ct state established,related accept\n\
          \t}}\n\
+         {firewall}\
          }}\n",
         table = naming.prefix,
+        firewall = firewall::base_chains(naming),
     );
     run_with_input(&tools.nft, &["-f", "-"], Some(&ruleset)).await?;
     Ok(())
@@ -230,23 +252,28 @@ pub(crate) async fn setup_container(
     let netns = naming.netns(id);
     let host = naming.host_veth(offset);
     let peer = naming.peer_veth(offset);
-    let address = format!("{}/{}", subnet.address(offset), subnet.prefix_len());
+    let address = format!("{}/32", subnet.address(offset));
     let gateway = subnet.gateway().to_string();
     run(&tools.ip, &["netns", "add", &netns]).await?;
+    // An isolated port forwards frames only to and from the bridge itself, never to
+    // another isolated port: container-to-container traffic has to be routed by the host.
     let host_side = format!(
         "link add {host} type veth peer name {peer}\n\
          link set {peer} netns {netns}\n\
          link set {host} master {bridge}\n\
+         link set {host} type bridge_slave isolated on\n\
          link set {host} up\n",
         bridge = naming.bridge
     );
     run_with_input(&tools.ip, &["-batch", "-"], Some(&host_side)).await?;
+    // A /32 address: no other container is on-link, everything goes to the gateway.
     let inside = format!(
         "link set {peer} name eth0\n\
          addr add {address} dev eth0\n\
          link set eth0 up\n\
          link set lo up\n\
-         route add default via {gateway}\n"
+         route add {gateway} dev eth0 scope link\n\
+         route add default via {gateway} dev eth0\n"
     );
     run_with_input(&tools.ip, &["-n", &netns, "-batch", "-"], Some(&inside)).await?;
     Ok(netns_path(&netns))

@@ -313,8 +313,10 @@ mod tests {
                 memory_bytes: 64 << 20,
                 pids: 100,
                 cpu_shares: 512,
+                disk_bytes: None,
             },
             network: true,
+            egress: vec![],
         }
     }
 

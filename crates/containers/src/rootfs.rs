@@ -1,6 +1,9 @@
 //! The container's root filesystem: an overlayfs of its layers over the stack, with a
 //! per-container upper and work directory. See
 //! <https://docs.kernel.org/filesystems/overlayfs.html>.
+//!
+//! The upper and work directories live in `<id>/disk`: a plain directory, or with a disk
+//! limit the mount point of the container's own file system (see [`crate::disk_quota`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,11 +31,19 @@ impl ContainerDirs {
     pub(crate) fn rootfs(&self) -> PathBuf {
         self.root.join("bundle/rootfs")
     }
+    /// Holds `upper` and `work`; the mount point of the disk image when there is a limit.
+    pub(crate) fn disk(&self) -> PathBuf {
+        self.root.join("disk")
+    }
+    /// The sparse ext4 image behind `disk` when the container has a disk limit.
+    pub(crate) fn disk_image(&self) -> PathBuf {
+        self.root.join("disk.img")
+    }
     pub(crate) fn upper(&self) -> PathBuf {
-        self.root.join("upper")
+        self.disk().join("upper")
     }
     pub(crate) fn work(&self) -> PathBuf {
-        self.root.join("work")
+        self.disk().join("work")
     }
     pub(crate) fn exit_file(&self) -> PathBuf {
         self.root.join("exit.json")
@@ -74,12 +85,18 @@ pub(crate) fn overlay_options(
     )
 }
 
-/// Creates the container's directories and mounts its overlay rootfs at `bundle/rootfs`.
+/// Creates the container's directories and mounts its overlay rootfs at `bundle/rootfs`;
+/// with `disk_bytes`, the writable layer gets a file system of that size first. What was
+/// made before a failure is left for [`remove`].
 pub(crate) fn mount_rootfs(
     dirs: &ContainerDirs,
     layers: &[PathBuf],
     stack_rootfs: &Path,
+    disk_bytes: Option<u64>,
 ) -> Result<(), ContainerError> {
+    if let Some(bytes) = disk_bytes {
+        crate::disk_quota::mount_image(&dirs.disk_image(), &dirs.disk(), bytes)?;
+    }
     for dir in [dirs.upper(), dirs.work(), dirs.rootfs()] {
         fs::create_dir_all(&dir).map_err(ContainerError::io("create directory", &dir))?;
     }
@@ -169,14 +186,10 @@ pub(crate) fn unmount_all_below(dir: &Path) -> Result<(), ContainerError> {
     Ok(())
 }
 
-/// Unmounts and removes everything of a container's directory.
+/// Unmounts and removes everything of a container's directory, its disk image's loop
+/// device included.
 pub(crate) fn remove(dirs: &ContainerDirs) -> Result<(), ContainerError> {
-    unmount_all_below(&dirs.root)?;
-    match fs::remove_dir_all(&dirs.root) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ContainerError::io("remove", &dirs.root)(e)),
-    }
+    crate::disk_quota::remove_tree(&dirs.root)
 }
 
 #[cfg(test)]
@@ -221,7 +234,7 @@ mod tests {
             }
         }
         let _unmount = Unmount(dirs.root.clone());
-        mount_rootfs(&dirs, &[layer], &lower).expect("mount");
+        mount_rootfs(&dirs, &[layer], &lower, None).expect("mount");
         assert_eq!(
             fs::read_to_string(dirs.rootfs().join("a")).expect("read"),
             "layer"

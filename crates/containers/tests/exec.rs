@@ -92,8 +92,10 @@ impl Env {
                 memory_bytes: 256 << 20,
                 pids: 256,
                 cpu_shares: 512,
+                disk_bytes: None,
             },
             network: true,
+            egress: vec![],
         };
         let container = env.manager().create(spec).await.expect("create container");
         // The container's own output is not needed; it must not fill a pipe and block.

@@ -134,8 +134,10 @@ async fn image_app_runs_in_a_container() {
                 memory_bytes: 128 << 20,
                 pids: 64,
                 cpu_shares: 256,
+                disk_bytes: None,
             },
             network: false,
+            egress: vec![],
         })
         .await
         .expect("create container");

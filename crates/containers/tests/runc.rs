@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use ingot_containers::{
     prepare_default_stack, run_internal, BindMount, Container, ContainerError, ContainerManager,
-    ContainerSpec, ExitStatus, Limits, ManagerConfig, ProcessSpec, Stack,
+    ContainerSpec, Destination, EgressRule, ExitStatus, Limits, ManagerConfig, PortRange,
+    ProcessSpec, Protocol, Stack,
 };
 use tokio::io::AsyncReadExt;
 
@@ -77,8 +78,10 @@ impl Env {
                 memory_bytes: 256 << 20,
                 pids: 256,
                 cpu_shares: 512,
+                disk_bytes: None,
             },
             network: true,
+            egress: vec![],
         }
     }
 
@@ -383,6 +386,16 @@ async fn memory_hog_is_oom_killed() -> TestResult {
     Ok(())
 }
 
+/// An egress rule allowing TCP to `destination` on `ports` (Cloud Foundry syntax).
+fn tcp_rule(destination: &str, ports: &str) -> EgressRule {
+    EgressRule {
+        protocol: Protocol::Tcp,
+        destinations: vec![Destination::parse(destination).expect("destination")],
+        ports: PortRange::parse_list(ports).expect("ports"),
+        log: false,
+    }
+}
+
 /// A network namespace with a veth from the host, standing for "the outside world".
 struct OutsideNetns {
     name: String,
@@ -483,6 +496,7 @@ async fn egress_reaches_an_outside_server() -> TestResult {
         r#"exec 3<>/dev/tcp/10.252.5.2/8080; printf 'GET / HTTP/1.0\r\n\r\n' >&3; cat <&3"#;
     let mut spec = env.spec("client", "");
     spec.process.args = vec!["bash".into(), "-c".into(), script.into()];
+    spec.egress = vec![tcp_rule("10.252.5.2", "8080")];
     let mut c = env
         .manager()
         .create(spec)
@@ -623,6 +637,7 @@ async fn restart_after_crash_removes_leftovers() -> TestResult {
         },
         limits: Limits::default(),
         network: true,
+        egress: vec![],
     };
     let a = first.create(spec("a")).await.map_err(|e| e.to_string())?;
     let b = first.create(spec("b")).await.map_err(|e| e.to_string())?;
@@ -802,6 +817,7 @@ async fn limits_reach_the_cgroup_and_stop_fork_bombs() -> TestResult {
         memory_bytes: 48 << 20,
         pids: 10,
         cpu_shares: 256,
+        disk_bytes: None,
     };
     let mut c = env
         .manager()
@@ -875,6 +891,8 @@ async fn parallel_creates_get_distinct_addresses_and_talk() -> TestResult {
             "-c".into(),
             format!("exec 3<>/dev/tcp/{server_ip}/8080; cat <&3"),
         ];
+        // Containers reach each other only where a rule allows it.
+        spec.egress = vec![tcp_rule(&server_ip.to_string(), "8080")];
         tasks.push(tokio::spawn(async move {
             let mut c = manager.create(spec).await.map_err(|e| e.to_string())?;
             let ip = c.ip;

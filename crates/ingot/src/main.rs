@@ -3,6 +3,7 @@
 //! The same binary also runs inside and beside containers: `ingot lifecycle …`
 //! (builder, launcher, static file server) and `ingot internal shim …`.
 
+mod builtin_brokers;
 mod cli;
 mod runtime;
 mod ssh_gate;

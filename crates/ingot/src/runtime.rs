@@ -3,6 +3,7 @@
 //! the router ([`RouterEmitter`]), and the token verifier guards the API and
 //! the log-cache ([`Tokens`]).
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -60,6 +61,7 @@ impl ingot_api::Runtime for SchedulerRuntime {
             environment: request.environment,
             memory_mb: request.memory_mb,
             disk_mb: request.disk_mb,
+            egress: egress_rules(&request.egress),
         };
         self.scheduler
             .stage(staging)
@@ -122,6 +124,8 @@ impl ingot_api::Runtime for SchedulerRuntime {
             health_check,
             vcap_services: process.vcap_services,
             log_rate_limit: process.log_rate_limit,
+            egress: egress_rules(&process.egress),
+            image: process.docker_image.map(image_source),
         });
     }
 
@@ -147,6 +151,8 @@ impl ingot_api::Runtime for SchedulerRuntime {
                 memory_mb: task.memory_mb,
                 disk_mb: task.disk_mb,
                 environment: task.environment,
+                egress: egress_rules(&task.egress),
+                image: task.docker_image.map(image_source),
             })
             .map_err(|err| TaskRejected {
                 task_guid,
@@ -156,6 +162,11 @@ impl ingot_api::Runtime for SchedulerRuntime {
 
     async fn cancel_task(&self, task_guid: &str) -> bool {
         self.scheduler.cancel_task(task_guid)
+    }
+
+    async fn update_egress(&self, process_guid: &str, egress: Vec<ingot_api::EgressRule>) {
+        self.scheduler
+            .update_egress(process_guid, egress_rules(&egress));
     }
 
     fn instances(&self, process_guid: &str) -> Vec<InstanceReport> {
@@ -178,31 +189,83 @@ impl ingot_api::Runtime for SchedulerRuntime {
     }
 }
 
-/// Scheduler route events straight into the in-process router's table.
+/// Scheduler route events straight into the in-process routers: HTTP
+/// route URIs into the HTTP router's table, TCP route URIs (`tcp:<port>`,
+/// see [`ingot_api::tcp_route_port`]) to the TCP router, which listens on
+/// that port.
 pub struct RouterEmitter {
-    pub table: ingot_router::RouteTable,
+    table: ingot_router::RouteTable,
+    tcp: ingot_router::TcpRouter,
+    /// instance guid → the TCP ports it is registered on, so that
+    /// `unregister_instance` reaches the TCP router too.
+    tcp_instances: std::sync::Mutex<HashMap<String, BTreeSet<u16>>>,
+}
+
+impl RouterEmitter {
+    /// An emitter into these two routers.
+    pub fn new(table: ingot_router::RouteTable, tcp: ingot_router::TcpRouter) -> Self {
+        Self {
+            table,
+            tcp,
+            tcp_instances: std::sync::Mutex::default(),
+        }
+    }
+
+    fn tcp_instances(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<u16>>> {
+        // Every mutation leaves the map consistent.
+        self.tcp_instances
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl RouteEmitter for RouterEmitter {
     fn register(&self, uri: &str, target: &RouteTarget) {
-        self.table.register(
-            uri,
-            ingot_router::Endpoint {
-                addr: target.addr,
-                app_guid: target.app_guid.clone(),
-                process_guid: target.process_guid.clone(),
-                instance_guid: target.instance_guid.clone(),
-                index: target.index,
+        let endpoint = ingot_router::Endpoint {
+            addr: target.addr,
+            app_guid: target.app_guid.clone(),
+            process_guid: target.process_guid.clone(),
+            instance_guid: target.instance_guid.clone(),
+            index: target.index,
+        };
+        match ingot_api::tcp_route_port(uri) {
+            Some(port) => match self.tcp.register(port, endpoint) {
+                Ok(_) => {
+                    self.tcp_instances()
+                        .entry(target.instance_guid.clone())
+                        .or_default()
+                        .insert(port);
+                }
+                // The port is taken on this host: the route stays
+                // unserved, which the log says.
+                Err(err) => tracing::warn!(error = %err, uri, "cannot serve a TCP route"),
             },
-        );
+            None => self.table.register(uri, endpoint),
+        }
     }
 
     fn unregister(&self, uri: &str, instance_guid: &str) {
-        self.table.unregister(uri, instance_guid);
+        match ingot_api::tcp_route_port(uri) {
+            Some(port) => {
+                self.tcp.unregister(port, instance_guid);
+                let mut instances = self.tcp_instances();
+                if let Some(ports) = instances.get_mut(instance_guid) {
+                    ports.remove(&port);
+                    if ports.is_empty() {
+                        instances.remove(instance_guid);
+                    }
+                }
+            }
+            None => self.table.unregister(uri, instance_guid),
+        }
     }
 
     fn unregister_instance(&self, instance_guid: &str) {
         self.table.unregister_instance(instance_guid);
+        let ports = self.tcp_instances().remove(instance_guid);
+        for port in ports.into_iter().flatten() {
+            self.tcp.unregister(port, instance_guid);
+        }
     }
 }
 
@@ -387,5 +450,63 @@ impl ingot_api::UserDirectory for Users {
 
     async fn username(&self, user_guid: &str) -> Option<String> {
         self.auth.username_by_id(user_guid).await.ok().flatten()
+    }
+}
+
+/// The API's security group rules as the container firewall takes them.
+/// The API has validated them; an ICMP type or code of -1 (or out of
+/// range) means any.
+fn egress_rules(rules: &[ingot_api::EgressRule]) -> Vec<ingot_containers::EgressRule> {
+    use ingot_containers::{Destination, PortRange, Protocol};
+    let icmp_field = |v: Option<i32>| v.and_then(|v| u8::try_from(v).ok());
+    rules
+        .iter()
+        .filter_map(|rule| {
+            let protocol = match rule.protocol.as_str() {
+                "all" => Protocol::All,
+                "tcp" => Protocol::Tcp,
+                "udp" => Protocol::Udp,
+                "icmp" => Protocol::Icmp {
+                    type_: icmp_field(rule.icmp_type),
+                    code: icmp_field(rule.icmp_code),
+                },
+                other => {
+                    tracing::warn!(
+                        protocol = other,
+                        "skipping an egress rule of unknown protocol"
+                    );
+                    return None;
+                }
+            };
+            Some(ingot_containers::EgressRule {
+                protocol,
+                destinations: rule
+                    .destinations
+                    .iter()
+                    .map(|d| Destination::Range {
+                        first: d.start,
+                        last: d.end,
+                    })
+                    .collect(),
+                ports: rule
+                    .ports
+                    .iter()
+                    .map(|p| PortRange {
+                        first: p.start,
+                        last: p.end,
+                    })
+                    .collect(),
+                log: rule.log,
+            })
+        })
+        .collect()
+}
+
+/// The scheduler's image source for an API docker image.
+fn image_source(image: ingot_api::DockerImage) -> ingot_scheduler::ImageSource {
+    ingot_scheduler::ImageSource {
+        reference: image.reference,
+        username: image.username,
+        password: image.password,
     }
 }

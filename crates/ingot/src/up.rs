@@ -51,6 +51,11 @@ pub struct UpArgs {
     /// The shared domain apps get routes on.
     #[arg(long, default_value = "apps.localhost")]
     pub app_domain: String,
+    /// The router ports TCP routes may reserve, `A-B` (the `default-tcp`
+    /// router group of the shared TCP domain `tcp.<app-domain>`); each
+    /// mapped TCP route listens on the router's address at its port.
+    #[arg(long, default_value = "1024-1033", value_parser = parse_port_range)]
+    pub tcp_ports: ingot_api::PortRange,
     /// Address pool of app containers.
     #[arg(long, default_value = "10.254.0.0/22")]
     pub container_subnet: String,
@@ -72,6 +77,8 @@ pub struct UpArgs {
     /// Do not log the local CLI in.
     #[arg(long)]
     pub no_login: bool,
+    #[command(flatten)]
+    pub postgres_broker: crate::builtin_brokers::PostgresBrokerArgs,
 }
 
 /// Runs the platform until SIGINT or SIGTERM.
@@ -186,6 +193,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // happens, they are removed before returning.
     let outcome: anyhow::Result<()> = async {
         let table = ingot_router::RouteTable::new();
+        // TCP routes listen on the HTTP router's address, at their ports.
+        let tcp_router = ingot_router::TcpRouter::new(ingot_router::TcpRouterConfig {
+            listen_ip: args.router_listen.ip(),
+            ..ingot_router::TcpRouterConfig::default()
+        });
         if let Some(system) = &system {
             system.register(&table, local_addr(args.api_listen));
         }
@@ -203,9 +215,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             stack,
             Arc::clone(&blobs),
             Arc::clone(&logs),
-            Arc::new(RouterEmitter {
-                table: table.clone(),
-            }),
+            Arc::new(RouterEmitter::new(table.clone(), tcp_router.clone())),
         )
         .context("starting the scheduler")?;
 
@@ -249,6 +259,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .context("opening the API")?;
         api.set_user_directory(Arc::new(Users { auth: auth.clone() }));
+        api.set_tcp_ports(args.tcp_ports);
         api.bootstrap(&admin_guid, &admin.username)
             .await
             .context("creating the first org and space")?;
@@ -285,11 +296,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         log_store.register_metrics(&mut registry);
         drains.register_metrics(&mut registry);
         router.register_metrics(&mut registry);
+        tcp_router.register_metrics(&mut registry);
         scheduler.register_metrics(&mut registry);
         ssh_proxy.register_metrics(&mut registry);
         let registry = Arc::new(registry);
         let counters = emit_counters(Arc::clone(&registry), Arc::clone(&logs));
 
+        let postgres_broker = crate::builtin_brokers::postgres_broker(
+            &args.postgres_broker,
+            &home,
+            &args.container_subnet,
+        )
+        .await?;
         let log_access = Arc::new(LogAccess {
             tokens: tokens.clone(),
             api: api.clone(),
@@ -317,6 +335,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 "/metrics",
                 axum::routing::get(move || metrics(Arc::clone(&registry))),
             );
+        let http = match &postgres_broker {
+            Some(broker) => http.nest(crate::builtin_brokers::POSTGRES_PATH, broker.router.clone()),
+            None => http,
+        };
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -348,6 +370,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         api.resume()
             .await
             .context("starting the apps that were running")?;
+        if let Some(broker) = &postgres_broker {
+            let token = auth
+                .mint_access_token(&admin.username, 300)
+                .await
+                .context("signing a token to register the PostgreSQL broker")?;
+            broker
+                .register(args.api_listen, &token)
+                .await
+                .context("registering the built-in PostgreSQL broker")?;
+        }
 
         println!("Ingot is up ({:.1}s).", started.elapsed().as_secs_f64());
         println!("  API:        {api_url}");
@@ -357,6 +389,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "  HTTPS:      {} (self-signed certificate in {})",
             local_url(args.router_tls_listen).replace("http://", "https://"),
             certificate_file.display()
+        );
+        println!(
+            "  TCP routes: tcp.{} on {}, ports {}-{}",
+            args.app_domain,
+            args.router_listen.ip(),
+            args.tcp_ports.start,
+            args.tcp_ports.end
         );
         println!("  SSH:        {ssh_endpoint}");
         println!("  admin:      {} / {}", admin.username, admin.password);
@@ -395,6 +434,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         });
         scheduler.shutdown().await;
+        tcp_router.shutdown();
         crash_forwarder.abort();
         drain_sync.abort();
         counters.abort();
@@ -433,6 +473,23 @@ async fn metrics(registry: Arc<Registry>) -> axum::response::Response {
         )
             .into_response(),
     }
+}
+
+/// `A-B` (or one port `A`) as an inclusive port range.
+fn parse_port_range(text: &str) -> Result<ingot_api::PortRange, String> {
+    let (a, b) = text.split_once('-').unwrap_or((text, text));
+    let port = |s: &str| {
+        s.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("'{text}' is not a port range such as 1024-1033"))
+    };
+    let (start, end) = (port(a)?, port(b)?);
+    if start == 0 || start > end {
+        return Err(format!(
+            "'{text}' is not a port range such as 1024-1033 (first port 1 or more, not above the last)"
+        ));
+    }
+    Ok(ingot_api::PortRange { start, end })
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
@@ -671,7 +728,7 @@ impl SystemUrls {
 }
 
 /// Where this machine reaches a listener: loopback for an unspecified address.
-fn local_addr(listen: SocketAddr) -> SocketAddr {
+pub(crate) fn local_addr(listen: SocketAddr) -> SocketAddr {
     if listen.ip().is_unspecified() {
         SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
     } else {
@@ -706,4 +763,21 @@ fn emit_counters(
             );
         }
     })
+}
+
+#[cfg(test)]
+mod tcp_ports_tests {
+    use super::parse_port_range;
+
+    #[test]
+    fn tcp_port_ranges_parse_as_cf_writes_them() {
+        let r = parse_port_range("1024-1033").expect("range");
+        assert_eq!((r.start, r.end), (1024, 1033));
+        let one = parse_port_range("5000").expect("one port");
+        assert_eq!((one.start, one.end), (5000, 5000));
+        assert!(parse_port_range("1033-1024").is_err());
+        assert!(parse_port_range("0-10").is_err());
+        assert!(parse_port_range("a-b").is_err());
+        assert!(parse_port_range("1024-70000").is_err());
+    }
 }

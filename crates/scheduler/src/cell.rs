@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ingot_blobstore::Blobstore;
 use ingot_containers::{
-    BindMount, Container, ContainerManager, ContainerSpec, Limits, ProcessSpec, Stack,
+    BindMount, Container, ContainerManager, ContainerSpec, EgressRule, Limits, ProcessSpec, Stack,
 };
 use ingot_logs::{forward_lines, Envelope, LogKind, LogSink};
 use tokio::sync::{broadcast, Notify};
@@ -171,6 +171,8 @@ pub(crate) struct Cell {
     cpu_samples: Mutex<HashMap<String, CpuSample>>,
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) builtin_buildpacks: Vec<(String, PathBuf)>,
+    /// Docker images pulled on this cell (see [`crate::docker`]).
+    pub(crate) images: Arc<crate::docker::Images>,
 }
 
 impl Cell {
@@ -195,6 +197,9 @@ impl Cell {
             .into_iter()
             .map(|bp| (bp.name, bp.path))
             .collect();
+        let images = Arc::new(crate::docker::Images::open(
+            &config.work_dir.join("images"),
+        )?);
         let (events, _) = broadcast::channel(256);
         let cell = Arc::new(Self {
             config,
@@ -215,6 +220,7 @@ impl Cell {
             cpu_samples: Mutex::new(HashMap::new()),
             metrics: crate::metrics::Metrics::default(),
             builtin_buildpacks: builtin,
+            images,
         });
         let looper = Arc::clone(&cell);
         cell.tasks
@@ -256,6 +262,9 @@ impl Cell {
                 if existing.desired.uris != lrp.uris {
                     self.update_routes(existing, &lrp.uris);
                 }
+                if existing.desired.egress != lrp.egress {
+                    self.apply_egress(existing, lrp.egress.clone());
+                }
                 existing.desired = lrp;
             }
             Some(existing) => {
@@ -286,6 +295,40 @@ impl Cell {
         }
         drop(state);
         self.wake.notify_one();
+    }
+
+    /// Replaces the egress rules of a process's instances (see
+    /// [`Cell::apply_egress`]); an unknown process is ignored.
+    pub(crate) fn update_egress(&self, process_guid: &str, egress: Vec<EgressRule>) {
+        let mut state = self.state();
+        if let Some(lrp) = state.lrps.get_mut(process_guid) {
+            if lrp.desired.egress != egress {
+                self.apply_egress(lrp, egress.clone());
+                lrp.desired.egress = egress;
+            }
+        }
+    }
+
+    /// Gives every existing container of the LRP `egress`, in the
+    /// background (nft runs outside the state lock). A container still being
+    /// created checks the rules again once it exists (see `run_instance`).
+    fn apply_egress(&self, lrp: &Lrp, egress: Vec<EgressRule>) {
+        let ids: Vec<String> = lrp
+            .slots
+            .values()
+            .filter_map(|slot| slot.instance.as_ref().map(|i| i.guid.clone()))
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let containers = Arc::clone(&self.containers);
+        tokio::spawn(async move {
+            for id in ids {
+                if let Err(err) = containers.set_egress(&id, &egress).await {
+                    tracing::warn!(instance = %id, error = %err, "cannot update the egress rules");
+                }
+            }
+        });
     }
 
     /// Registers new and unregisters dropped routes of running instances.
@@ -370,6 +413,16 @@ impl Cell {
             reserved.add(*memory, *disk);
         }
         reserved
+    }
+
+    /// The image references of the desired LRPs that run one (their layers
+    /// are kept between instances).
+    pub(crate) fn desired_images(&self) -> Vec<String> {
+        self.state()
+            .lrps
+            .values()
+            .filter_map(|lrp| lrp.desired.image.as_ref().map(|i| i.reference.clone()))
+            .collect()
     }
 
     /// What instances and tasks hold now.
@@ -732,8 +785,8 @@ impl Cell {
                 return;
             }
         };
-        let mut container = match container {
-            Ok(container) => container,
+        let (mut container, port) = match container {
+            Ok(created) => created,
             Err(err) => {
                 tracing::warn!(instance = %guid, error = %err, "cannot create the container");
                 self.cell_log(
@@ -750,6 +803,17 @@ impl Cell {
                 return;
             }
         };
+        // Rules changed while the container was being created reach it now.
+        let current_egress = self
+            .state()
+            .lrps
+            .get(&lrp.process_guid)
+            .map(|l| l.desired.egress.clone());
+        if let Some(egress) = current_egress.filter(|e| *e != lrp.egress) {
+            if let Err(err) = self.containers.set_egress(&guid, &egress).await {
+                tracing::warn!(instance = %guid, error = %err, "cannot update the egress rules");
+            }
+        }
         self.cell_log(
             &lrp,
             index,
@@ -783,7 +847,7 @@ impl Cell {
             source_type.clone(),
             LogKind::Err,
         );
-        let addr = container.ip.map(|ip| SocketAddr::new(ip.into(), APP_PORT));
+        let addr = container.ip.map(|ip| SocketAddr::new(ip.into(), port));
         self.with_instance(&lrp.process_guid, index, &guid, |instance| {
             instance.addr = addr
         });
@@ -954,6 +1018,9 @@ impl Cell {
     /// Frees the slot of a finished instance and, for a crash, records it
     /// and schedules the replacement on the back-off schedule.
     fn instance_gone(&self, lrp: &DesiredLrp, index: u32, guid: &str, crash: Option<CrashReason>) {
+        if lrp.image.is_some() {
+            self.image_released(guid);
+        }
         let mut event = None;
         {
             let mut state = self.state();
@@ -1017,13 +1084,18 @@ impl Cell {
         lrp: &DesiredLrp,
         index: u32,
         guid: &str,
-    ) -> Result<Container, SchedulerError> {
+    ) -> Result<(Container, u16), SchedulerError> {
+        if let Some(image) = &lrp.image {
+            return self.create_image_container(lrp, image, index, guid).await;
+        }
         let layer = self
             .droplet_layer(&lrp.droplet_guid, &lrp.droplet_key)
             .await?;
         let env = crate::env::instance_environment(&self.config, lrp, index, guid);
-        self.run_droplet(guid, layer, &lrp.command, env, lrp.memory_mb)
+        let limits = limits_for(lrp.memory_mb, lrp.disk_mb);
+        self.run_droplet(guid, layer, &lrp.command, env, limits, &lrp.egress)
             .await
+            .map(|container| (container, APP_PORT))
     }
 
     /// Starts a container from an unpacked droplet that runs `command`
@@ -1034,7 +1106,8 @@ impl Cell {
         layer: PathBuf,
         command: &str,
         env: Vec<(String, String)>,
-        memory_mb: u64,
+        limits: Limits,
+        egress: &[EgressRule],
     ) -> Result<Container, SchedulerError> {
         let spec = ContainerSpec {
             id: id.to_string(),
@@ -1055,8 +1128,9 @@ impl Cell {
                 uid: VCAP,
                 gid: VCAP,
             },
-            limits: limits_for(memory_mb),
+            limits,
             network: true,
+            egress: egress.to_vec(),
         };
         self.containers
             .create(spec)
@@ -1193,11 +1267,14 @@ async fn unpack_layer(
 }
 
 /// CF gives an app CPU weight in proportion to its memory.
-pub(crate) fn limits_for(memory_mb: u64) -> Limits {
+/// A container's limits: memory, CPU weight proportional to memory (as CF
+/// does), pids, and a disk quota on everything it writes (0: none).
+pub(crate) fn limits_for(memory_mb: u64, disk_mb: u64) -> Limits {
     Limits {
         memory_bytes: memory_mb * 1024 * 1024,
         pids: 1024,
         cpu_shares: (memory_mb.clamp(2, 8192) * 1024 / 1024).max(2),
+        disk_bytes: (disk_mb > 0).then(|| disk_mb.max(4) << 20),
     }
 }
 

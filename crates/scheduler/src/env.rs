@@ -13,6 +13,18 @@ pub(crate) fn instance_environment(
     index: u32,
     instance_guid: &str,
 ) -> Vec<(String, String)> {
+    instance_environment_on(config, lrp, index, instance_guid, APP_PORT)
+}
+
+/// [`instance_environment`] for an app listening on `port` (a docker
+/// image's exposed port).
+pub(crate) fn instance_environment_on(
+    config: &SchedulerConfig,
+    lrp: &DesiredLrp,
+    index: u32,
+    instance_guid: &str,
+    port: u16,
+) -> Vec<(String, String)> {
     ingot_lifecycle::instance_environment(&ingot_lifecycle::InstanceInfo {
         app_guid: lrp.app_guid.clone(),
         app_name: lrp.app_name.clone(),
@@ -25,7 +37,7 @@ pub(crate) fn instance_environment(
         version: lrp.droplet_guid.clone(),
         instance_guid: instance_guid.to_string(),
         instance_index: index,
-        port: APP_PORT,
+        port,
         memory_mb: lrp.memory_mb,
         disk_mb: lrp.disk_mb,
         uris: lrp.uris.clone(),

@@ -12,10 +12,13 @@
 //! unregisters its routes, and a new instance (with a new instance guid)
 //! takes its place. One-off tasks ([`Scheduler::run_task`]) run once in
 //! containers of their own and report how they ended
-//! ([`SchedulerEvent::TaskCompleted`]).
+//! ([`SchedulerEvent::TaskCompleted`]). An LRP or task with an
+//! [`ImageSource`] runs a Docker image (pulled on the cell, layers shared
+//! and garbage-collected) instead of a droplet.
 
 pub mod backoff;
 mod cell;
+mod docker;
 mod env;
 mod health;
 mod metrics;
@@ -30,11 +33,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ingot_blobstore::Blobstore;
+pub use ingot_containers::EgressRule;
 use ingot_containers::{ContainerManager, Stack};
 use ingot_logs::LogSink;
 use tokio::sync::broadcast;
 
 pub use cell::{InstanceStatus, RunningInstance};
+pub use docker::ImageSource;
 pub use placement::{CellCapacity, DEFAULT_MAX_CONTAINERS};
 pub use staging::{BuildpackSource, StagingFailure, StagingOutcome, StagingRequest};
 pub use task::{TaskCompletedEvent, TaskDefinition, TASK_CANCELLED};
@@ -102,15 +107,22 @@ pub struct DesiredLrp {
     pub vcap_services: String,
     /// Log bytes per second an instance may write; negative is unlimited.
     pub log_rate_limit: i64,
+    /// Where instances may open connections (the space's running security
+    /// groups); empty allows nothing.
+    pub egress: Vec<EgressRule>,
+    /// A Docker image to run instead of the droplet (see [`ImageSource`]).
+    pub image: Option<ImageSource>,
 }
 
 impl DesiredLrp {
     /// Whether running instances of `self` can keep serving `other`: only the
-    /// instance count and routes may differ without replacing them.
+    /// instance count, routes and egress rules may differ without replacing
+    /// them (new rules are applied to running containers).
     fn same_instance_definition(&self, other: &DesiredLrp) -> bool {
         let normalise = |lrp: &DesiredLrp| DesiredLrp {
             instances: 0,
             uris: Vec::new(),
+            egress: Vec::new(),
             ..lrp.clone()
         };
         normalise(self) == normalise(other)
@@ -243,6 +255,14 @@ pub enum SchedulerError {
         /// `memory`, `disk` or `containers`.
         resource: String,
     },
+    /// A Docker image could not be pulled or used.
+    #[error("cannot use image {reference}: {message}")]
+    Image {
+        /// The image reference.
+        reference: String,
+        /// What failed.
+        message: String,
+    },
     /// A task with this guid already runs.
     #[error("task {task_guid} is already running")]
     TaskExists {
@@ -276,6 +296,12 @@ impl Scheduler {
     /// definition changed (droplet, command, environment, limits) are replaced.
     pub fn desire(&self, lrp: DesiredLrp) {
         self.cell.desire(lrp);
+    }
+
+    /// Replaces the egress rules of the process's instances, running ones
+    /// included, without restarting them.
+    pub fn update_egress(&self, process_guid: &str, egress: Vec<EgressRule>) {
+        self.cell.update_egress(process_guid, egress);
     }
 
     /// Stops every instance of the process and forgets it.

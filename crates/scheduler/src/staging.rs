@@ -49,6 +49,9 @@ pub struct StagingRequest {
     pub memory_mb: u64,
     /// Disk limit of the staging container.
     pub disk_mb: u64,
+    /// Where staging may open connections (the space's staging security
+    /// groups); empty allows nothing.
+    pub egress: Vec<ingot_containers::EgressRule>,
 }
 
 /// Where a buildpack comes from.
@@ -229,8 +232,9 @@ async fn stage_in(
             uid: VCAP,
             gid: VCAP,
         },
-        limits: limits_for(request.memory_mb),
+        limits: limits_for(request.memory_mb, request.disk_mb),
         network: true,
+        egress: request.egress.clone(),
     };
     let container =
         cell.containers.create(spec).await.map_err(|err| {

@@ -56,6 +56,11 @@ pub struct TaskDefinition {
     pub disk_mb: u64,
     /// The user's environment variables.
     pub environment: BTreeMap<String, String>,
+    /// Where the task may open connections (the space's running security
+    /// groups); empty allows nothing.
+    pub egress: Vec<ingot_containers::EgressRule>,
+    /// A Docker image to run the command in instead of the droplet.
+    pub image: Option<crate::ImageSource>,
 }
 
 /// How a task ended.
@@ -259,6 +264,9 @@ impl Cell {
                 tracing::warn!(task = %guid, error = %err, "destroying the task's container failed")
             }
         }
+        if task.image.is_some() {
+            self.image_released(&guid);
+        }
         self.running_tasks().remove(&guid);
         self.task_reservations
             .lock()
@@ -331,6 +339,9 @@ impl Cell {
         &self,
         task: &TaskDefinition,
     ) -> Result<Container, SchedulerError> {
+        if let Some(image) = &task.image {
+            return self.create_image_task_container(task, image).await;
+        }
         let layer = self
             .droplet_layer(&task.droplet_guid, &task.droplet_key)
             .await?;
@@ -339,7 +350,8 @@ impl Cell {
             layer,
             &task.command,
             task_environment(&self.config, task),
-            task.memory_mb,
+            crate::cell::limits_for(task.memory_mb, task.disk_mb),
+            &task.egress,
         )
         .await
     }
@@ -367,6 +379,8 @@ mod tests {
             memory_mb: 64,
             disk_mb: 512,
             environment: BTreeMap::from([("GREETING".into(), "hello".into())]),
+            egress: Vec::new(),
+            image: None,
         }
     }
 

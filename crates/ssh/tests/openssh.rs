@@ -639,8 +639,10 @@ async fn with_container(
             memory_bytes: 512 << 20,
             pids: 256,
             cpu_shares: 512,
+            disk_bytes: None,
         },
         network: true,
+        egress: vec![],
     };
     let container = match manager.create(spec).await {
         Ok(c) => c,

@@ -101,6 +101,8 @@ pub enum Call {
     Remove(String),
     RunTask(TaskRequest),
     CancelTask(String),
+    /// `update_egress(process_guid, rules)`.
+    UpdateEgress(String, Vec<ingot_api::EgressRule>),
 }
 
 pub struct FakeRuntime {
@@ -181,6 +183,13 @@ impl Runtime for FakeRuntime {
             .expect("lock")
             .push(Call::CancelTask(task_guid.to_string()));
         self.knows_tasks.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn update_egress(&self, process_guid: &str, egress: Vec<ingot_api::EgressRule>) {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(Call::UpdateEgress(process_guid.to_string(), egress));
     }
 
     fn instances(&self, process_guid: &str) -> Vec<InstanceReport> {

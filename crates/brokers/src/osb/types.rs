@@ -297,6 +297,30 @@ pub enum OperationState {
     Failed,
 }
 
+/// The kind of asynchronous operation a `last_operation` poll follows. It
+/// decides what a `410 Gone` means: success for a delete, an invalid answer
+/// (keep polling) for a create or an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    /// Provision or bind.
+    Create,
+    /// Update of an instance.
+    Update,
+    /// Deprovision or unbind.
+    Delete,
+}
+
+impl OperationKind {
+    /// The operation in words, for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            OperationKind::Create => "creation",
+            OperationKind::Update => "update",
+            OperationKind::Delete => "deletion",
+        }
+    }
+}
+
 /// `GET …/last_operation`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastOperation {

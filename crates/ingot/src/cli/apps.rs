@@ -234,7 +234,7 @@ pub(crate) async fn print_app_summary(session: &Session, app: &App) -> anyhow::R
         .and_then(|d| d.stack.clone())
         .or_else(|| app.lifecycle.data.stack.clone())
         .unwrap_or_default();
-    let rows = vec![
+    let mut rows = vec![
         vec!["name:".to_string(), app.name.clone()],
         vec!["requested state:".to_string(), app.state.to_lowercase()],
         vec![
@@ -245,9 +245,15 @@ pub(crate) async fn print_app_summary(session: &Session, app: &App) -> anyhow::R
                 .collect::<Vec<_>>()
                 .join(", "),
         ],
-        vec!["stack:".to_string(), stack],
-        vec!["buildpacks:".to_string(), buildpacks],
     ];
+    match droplet.as_ref().and_then(|d| d.image.clone()) {
+        // cf shows the image of a docker app instead of stack and buildpacks.
+        Some(image) => rows.push(vec!["docker image:".to_string(), image]),
+        None => {
+            rows.push(vec!["stack:".to_string(), stack]);
+            rows.push(vec!["buildpacks:".to_string(), buildpacks]);
+        }
+    }
     print!("{}", ui::table(&rows));
 
     let processes = client

@@ -48,6 +48,7 @@ const GROUPS: &[(&str, &[&str])] = &[
             "rollback",
             "cancel-deployment",
             "delete",
+            "copy-source",
             "env",
             "set-env",
             "run-task",
@@ -64,12 +65,32 @@ const GROUPS: &[(&str, &[&str])] = &[
     (
         "Services",
         &[
+            "marketplace",
             "services",
+            "service",
+            "create-service",
+            "update-service",
+            "delete-service",
             "create-user-provided-service",
             "update-user-provided-service",
             "bind-service",
             "unbind-service",
-            "delete-service",
+            "create-service-key",
+            "service-keys",
+            "service-key",
+            "delete-service-key",
+        ],
+    ),
+    (
+        "Service admin",
+        &[
+            "service-brokers",
+            "create-service-broker",
+            "update-service-broker",
+            "delete-service-broker",
+            "service-access",
+            "enable-service-access",
+            "disable-service-access",
         ],
     ),
     (
@@ -109,6 +130,43 @@ const GROUPS: &[(&str, &[&str])] = &[
             "unset-space-role",
         ],
     ),
+    (
+        "Quotas",
+        &[
+            "org-quotas",
+            "org-quota",
+            "create-org-quota",
+            "update-org-quota",
+            "delete-org-quota",
+            "set-org-quota",
+            "space-quotas",
+            "space-quota",
+            "create-space-quota",
+            "update-space-quota",
+            "delete-space-quota",
+            "set-space-quota",
+            "unset-space-quota",
+        ],
+    ),
+    (
+        "Security groups",
+        &[
+            "security-groups",
+            "security-group",
+            "create-security-group",
+            "update-security-group",
+            "delete-security-group",
+            "bind-security-group",
+            "unbind-security-group",
+            "bind-running-security-group",
+            "bind-staging-security-group",
+            "unbind-running-security-group",
+            "unbind-staging-security-group",
+            "running-security-groups",
+            "staging-security-groups",
+        ],
+    ),
+    ("Platform", &["stacks", "stack", "buildpacks"]),
     ("Logs", &["logs", "firehose"]),
     (
         "Plugins",
@@ -204,7 +262,7 @@ pub(crate) fn grouped_help(colour: bool) -> String {
             format!("{s}:\n")
         }
     };
-    let line = |name: &str, text: &str| format!("   {name:<18} {}\n", text.trim_end_matches('.'));
+    let line = |name: &str, text: &str| format!("   {name:<29} {}\n", text.trim_end_matches('.'));
 
     let mut out = format!(
         "ingot {} - a Cloud Foundry-compatible application platform\n\nUsage: ingot COMMAND [ARGS...]\n\n",

@@ -4,16 +4,21 @@
 
 mod apps;
 mod auth;
+mod copy_source;
 mod curl;
 mod deploy;
 mod firehose;
 mod help;
 mod logs;
+mod marketplace;
 mod plugins;
 mod push;
+mod quotas;
 mod routes;
+mod security_groups;
 mod services;
 mod ssh;
+mod stacks;
 mod tasks;
 mod ui;
 mod users;
@@ -23,6 +28,9 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context as _};
 use clap::{ArgMatches, Args, FromArgMatches, Subcommand};
 use ingot_client::config::{config_path, Config, Target};
+use ingot_client::quotas::QuotaKind;
+use ingot_client::resources::{Organization, Space};
+use ingot_client::security_groups::Lifecycle as SgLifecycle;
 use ingot_client::{Client, ClientError};
 
 /// Flags of a listing command.
@@ -311,6 +319,273 @@ pub enum Action {
         after_help = "Examples:\n  ingot delete-service my-db -f"
     )]
     DeleteService(services::DeleteServiceArgs),
+    /// Create a managed service instance from a plan of the marketplace.
+    #[command(
+        name = "create-service",
+        visible_alias = "cs",
+        after_help = "Examples:\n  ingot marketplace\n  ingot create-service mysql small my-db\n  ingot create-service mysql small my-db -c '{\"storage\":10}' -t sql,prod --wait"
+    )]
+    CreateService(services::CreateServiceArgs),
+    /// Change a managed service instance's plan, parameters or tags.
+    #[command(
+        name = "update-service",
+        after_help = "Examples:\n  ingot update-service my-db -p large --wait\n  ingot update-service my-db -c params.json"
+    )]
+    UpdateService(services::UpdateServiceArgs),
+    /// Show a service instance: its plan, last operation and bound apps.
+    #[command(after_help = "Examples:\n  ingot service my-db\n  ingot service my-db --guid")]
+    Service(services::ServiceArgs),
+    /// Create a service key (credentials for use outside an app).
+    #[command(
+        name = "create-service-key",
+        visible_alias = "csk",
+        after_help = "Examples:\n  ingot create-service-key my-db ci-key\n  ingot create-service-key my-db ci-key -c '{\"role\":\"read-only\"}' --wait"
+    )]
+    CreateServiceKey(services::CreateKeyArgs),
+    /// List the keys of a service instance.
+    #[command(
+        name = "service-keys",
+        visible_alias = "sk",
+        after_help = "Examples:\n  ingot service-keys my-db\n  ingot service-keys my-db --json"
+    )]
+    ServiceKeys(services::KeysArgs),
+    /// Print a service key's credentials.
+    #[command(
+        name = "service-key",
+        after_help = "Examples:\n  ingot service-key my-db ci-key\n  ingot service-key my-db ci-key | jq -r .uri"
+    )]
+    ServiceKey(services::KeyArgs),
+    /// Delete a service key.
+    #[command(
+        name = "delete-service-key",
+        visible_alias = "dsk",
+        after_help = "Examples:\n  ingot delete-service-key my-db ci-key -f"
+    )]
+    DeleteServiceKey(services::DeleteKeyArgs),
+    /// List the service offerings and plans you can create instances of.
+    #[command(
+        visible_alias = "m",
+        after_help = "Examples:\n  ingot marketplace\n  ingot marketplace -e mysql\n  ingot marketplace -b my-broker --json"
+    )]
+    Marketplace(marketplace::MarketplaceArgs),
+    /// Register a service broker (admins; space developers with --space-scoped).
+    #[command(
+        name = "create-service-broker",
+        after_help = "Examples:\n  ingot create-service-broker my-broker admin s3cret https://broker.example.com\n  ingot create-service-broker my-broker admin s3cret http://127.0.0.1:9090 --space-scoped"
+    )]
+    CreateServiceBroker(marketplace::CreateBrokerArgs),
+    /// List the service brokers.
+    #[command(
+        name = "service-brokers",
+        after_help = "Examples:\n  ingot service-brokers\n  ingot service-brokers --json"
+    )]
+    ServiceBrokers(ListArgs),
+    /// Change a service broker's URL and credentials, and read its catalog again.
+    #[command(
+        name = "update-service-broker",
+        after_help = "Examples:\n  ingot update-service-broker my-broker admin n3w-s3cret https://broker.example.com"
+    )]
+    UpdateServiceBroker(marketplace::UpdateBrokerArgs),
+    /// Remove a service broker and its offerings.
+    #[command(
+        name = "delete-service-broker",
+        after_help = "Examples:\n  ingot delete-service-broker my-broker -f"
+    )]
+    DeleteServiceBroker(marketplace::DeleteBrokerArgs),
+    /// List which orgs may use which service plans (admins).
+    #[command(
+        name = "service-access",
+        after_help = "Examples:\n  ingot service-access\n  ingot service-access -e mysql -o my-org"
+    )]
+    ServiceAccess(marketplace::AccessListArgs),
+    /// Let all orgs, or one, use a service offering's plans (admins).
+    #[command(
+        name = "enable-service-access",
+        after_help = "Examples:\n  ingot enable-service-access mysql\n  ingot enable-service-access mysql -p small -o my-org"
+    )]
+    EnableServiceAccess(marketplace::AccessArgs),
+    /// Stop all orgs, or one, from using a service offering's plans (admins).
+    #[command(
+        name = "disable-service-access",
+        after_help = "Examples:\n  ingot disable-service-access mysql\n  ingot disable-service-access mysql -p small -o my-org"
+    )]
+    DisableServiceAccess(marketplace::AccessArgs),
+    /// List the security groups and where they apply.
+    #[command(
+        name = "security-groups",
+        after_help = "Examples:\n  ingot security-groups\n  ingot security-groups --json"
+    )]
+    SecurityGroups(ListArgs),
+    /// Show a security group's rules and the spaces it applies to.
+    #[command(
+        name = "security-group",
+        after_help = "Examples:\n  ingot security-group dns"
+    )]
+    SecurityGroup(security_groups::ShowArgs),
+    /// Create a security group from a JSON file of rules (admins).
+    #[command(
+        name = "create-security-group",
+        after_help = "Examples:\n  echo '[{\"protocol\":\"tcp\",\"destination\":\"10.0.0.0/24\",\"ports\":\"5432\"}]' > db.json\n  ingot create-security-group db db.json\n  ingot bind-security-group db my-org --space dev"
+    )]
+    CreateSecurityGroup(security_groups::RulesArgs),
+    /// Replace a security group's rules with those of a JSON file (admins).
+    #[command(
+        name = "update-security-group",
+        after_help = "Examples:\n  ingot update-security-group db db.json"
+    )]
+    UpdateSecurityGroup(security_groups::RulesArgs),
+    /// Delete a security group (admins).
+    #[command(
+        name = "delete-security-group",
+        after_help = "Examples:\n  ingot delete-security-group db -f"
+    )]
+    DeleteSecurityGroup(security_groups::DeleteArgs),
+    /// Apply a security group to one space, or to every space of an org.
+    #[command(
+        name = "bind-security-group",
+        after_help = "Examples:\n  ingot bind-security-group db my-org --space dev\n  ingot bind-security-group db my-org --lifecycle staging"
+    )]
+    BindSecurityGroup(security_groups::BindArgs),
+    /// Stop applying a security group to a space.
+    #[command(
+        name = "unbind-security-group",
+        after_help = "Examples:\n  ingot unbind-security-group db my-org dev\n  ingot unbind-security-group db my-org dev --lifecycle staging"
+    )]
+    UnbindSecurityGroup(security_groups::UnbindArgs),
+    /// Apply a security group to running apps in every space (admins).
+    #[command(
+        name = "bind-running-security-group",
+        after_help = "Examples:\n  ingot bind-running-security-group dns"
+    )]
+    BindRunningSecurityGroup(security_groups::GroupArgs),
+    /// Apply a security group to staging in every space (admins).
+    #[command(
+        name = "bind-staging-security-group",
+        after_help = "Examples:\n  ingot bind-staging-security-group public_networks"
+    )]
+    BindStagingSecurityGroup(security_groups::GroupArgs),
+    /// Stop applying a security group to running apps everywhere (admins).
+    #[command(
+        name = "unbind-running-security-group",
+        after_help = "Examples:\n  ingot unbind-running-security-group dns"
+    )]
+    UnbindRunningSecurityGroup(security_groups::GroupArgs),
+    /// Stop applying a security group to staging everywhere (admins).
+    #[command(
+        name = "unbind-staging-security-group",
+        after_help = "Examples:\n  ingot unbind-staging-security-group public_networks"
+    )]
+    UnbindStagingSecurityGroup(security_groups::GroupArgs),
+    /// List the security groups applied to running apps everywhere.
+    #[command(
+        name = "running-security-groups",
+        after_help = "Examples:\n  ingot running-security-groups"
+    )]
+    RunningSecurityGroups(ListArgs),
+    /// List the security groups applied to staging everywhere.
+    #[command(
+        name = "staging-security-groups",
+        after_help = "Examples:\n  ingot staging-security-groups"
+    )]
+    StagingSecurityGroups(ListArgs),
+    /// List the organization quotas.
+    #[command(
+        name = "org-quotas",
+        visible_alias = "quotas",
+        after_help = "Examples:\n  ingot org-quotas\n  ingot quotas --json"
+    )]
+    OrgQuotas(ListArgs),
+    /// Show an organization quota.
+    #[command(
+        name = "org-quota",
+        visible_alias = "quota",
+        after_help = "Examples:\n  ingot org-quota default"
+    )]
+    OrgQuota(quotas::ShowArgs),
+    /// Create an organization quota (admins).
+    #[command(
+        name = "create-org-quota",
+        visible_alias = "create-quota",
+        after_help = "Examples:\n  ingot create-org-quota small -m 10G -i 1G -r 100 -s 10 -a 50\n  ingot create-org-quota big -m -1 --allow-paid-service-plans\n  ingot set-org-quota my-org small"
+    )]
+    CreateOrgQuota(quotas::CreateArgs),
+    /// Change an organization quota (admins).
+    #[command(
+        name = "update-org-quota",
+        visible_alias = "update-quota",
+        after_help = "Examples:\n  ingot update-org-quota small -m 20G\n  ingot update-org-quota small -n medium -a -1"
+    )]
+    UpdateOrgQuota(quotas::UpdateArgs),
+    /// Delete an organization quota (admins).
+    #[command(
+        name = "delete-org-quota",
+        visible_alias = "delete-quota",
+        after_help = "Examples:\n  ingot delete-org-quota small -f"
+    )]
+    DeleteOrgQuota(quotas::DeleteArgs),
+    /// Apply an organization quota to an organization (admins).
+    #[command(
+        name = "set-org-quota",
+        after_help = "Examples:\n  ingot set-org-quota my-org small"
+    )]
+    SetOrgQuota(quotas::SetOrgArgs),
+    /// List the space quotas of the targeted organization.
+    #[command(
+        name = "space-quotas",
+        after_help = "Examples:\n  ingot space-quotas\n  ingot space-quotas --json"
+    )]
+    SpaceQuotas(ListArgs),
+    /// Show a space quota of the targeted organization.
+    #[command(
+        name = "space-quota",
+        after_help = "Examples:\n  ingot space-quota dev-quota"
+    )]
+    SpaceQuota(quotas::ShowArgs),
+    /// Create a space quota in the targeted organization.
+    #[command(
+        name = "create-space-quota",
+        after_help = "Examples:\n  ingot create-space-quota dev-quota -m 2G -i 512M -a 10\n  ingot set-space-quota dev dev-quota"
+    )]
+    CreateSpaceQuota(quotas::CreateArgs),
+    /// Change a space quota of the targeted organization.
+    #[command(
+        name = "update-space-quota",
+        after_help = "Examples:\n  ingot update-space-quota dev-quota -m 4G\n  ingot update-space-quota dev-quota -r -1"
+    )]
+    UpdateSpaceQuota(quotas::UpdateArgs),
+    /// Delete a space quota of the targeted organization.
+    #[command(
+        name = "delete-space-quota",
+        after_help = "Examples:\n  ingot delete-space-quota dev-quota -f"
+    )]
+    DeleteSpaceQuota(quotas::DeleteArgs),
+    /// Apply a space quota to a space of the targeted organization.
+    #[command(
+        name = "set-space-quota",
+        after_help = "Examples:\n  ingot set-space-quota dev dev-quota"
+    )]
+    SetSpaceQuota(quotas::SpaceQuotaArgs),
+    /// Remove a space quota from a space of the targeted organization.
+    #[command(
+        name = "unset-space-quota",
+        after_help = "Examples:\n  ingot unset-space-quota dev dev-quota"
+    )]
+    UnsetSpaceQuota(quotas::SpaceQuotaArgs),
+    /// List the stacks (root file systems) apps can run on.
+    #[command(after_help = "Examples:\n  ingot stacks\n  ingot stacks --json")]
+    Stacks(ListArgs),
+    /// Show a stack.
+    #[command(after_help = "Examples:\n  ingot stack cflinuxfs4\n  ingot stack cflinuxfs4 --guid")]
+    Stack(stacks::StackArgs),
+    /// List the admin buildpacks in detection order.
+    #[command(after_help = "Examples:\n  ingot buildpacks\n  ingot buildpacks --json")]
+    Buildpacks(ListArgs),
+    /// Copy an app's source into another app (in any space you can write), then stage and restart it.
+    #[command(
+        name = "copy-source",
+        after_help = "Examples:\n  ingot copy-source my-app my-app-prod\n  ingot copy-source my-app my-app -s prod\n  ingot copy-source my-app my-app -s prod -o other-org --strategy rolling\n  ingot copy-source my-app my-app-prod --no-restart"
+    )]
+    CopySource(copy_source::CopySourceArgs),
     /// Print (or forward as JSON lines) the whole stream of logs and metrics (needs doppler.firehose).
     #[command(
         after_help = "Examples:\n  ingot firehose\n  ingot firehose --types log -n 100\n  ingot firehose --json --shard-id archiver | my-archiver"
@@ -446,6 +721,63 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         A::BindService(args) => services::bind_service(args).await,
         A::UnbindService(args) => services::unbind_service(args).await,
         A::DeleteService(args) => services::delete_service(args).await,
+        A::CreateService(args) => services::create_service(args).await,
+        A::UpdateService(args) => services::update_service(args).await,
+        A::Service(args) => services::service(args).await,
+        A::CreateServiceKey(args) => services::create_service_key(args).await,
+        A::ServiceKeys(args) => services::service_keys(args).await,
+        A::ServiceKey(args) => services::service_key(args).await,
+        A::DeleteServiceKey(args) => services::delete_service_key(args).await,
+        A::Marketplace(args) => marketplace::marketplace(args).await,
+        A::CreateServiceBroker(args) => marketplace::create_service_broker(args).await,
+        A::ServiceBrokers(args) => marketplace::service_brokers(args).await,
+        A::UpdateServiceBroker(args) => marketplace::update_service_broker(args).await,
+        A::DeleteServiceBroker(args) => marketplace::delete_service_broker(args).await,
+        A::ServiceAccess(args) => marketplace::service_access(args).await,
+        A::EnableServiceAccess(args) => marketplace::enable_service_access(args).await,
+        A::DisableServiceAccess(args) => marketplace::disable_service_access(args).await,
+        A::SecurityGroups(args) => security_groups::security_groups(args).await,
+        A::SecurityGroup(args) => security_groups::security_group(args).await,
+        A::CreateSecurityGroup(args) => security_groups::create_security_group(args).await,
+        A::UpdateSecurityGroup(args) => security_groups::update_security_group(args).await,
+        A::DeleteSecurityGroup(args) => security_groups::delete_security_group(args).await,
+        A::BindSecurityGroup(args) => security_groups::bind_security_group(args).await,
+        A::UnbindSecurityGroup(args) => security_groups::unbind_security_group(args).await,
+        A::BindRunningSecurityGroup(args) => {
+            security_groups::set_global(args, SgLifecycle::Running, true).await
+        }
+        A::BindStagingSecurityGroup(args) => {
+            security_groups::set_global(args, SgLifecycle::Staging, true).await
+        }
+        A::UnbindRunningSecurityGroup(args) => {
+            security_groups::set_global(args, SgLifecycle::Running, false).await
+        }
+        A::UnbindStagingSecurityGroup(args) => {
+            security_groups::set_global(args, SgLifecycle::Staging, false).await
+        }
+        A::RunningSecurityGroups(args) => {
+            security_groups::global_groups(args, SgLifecycle::Running).await
+        }
+        A::StagingSecurityGroups(args) => {
+            security_groups::global_groups(args, SgLifecycle::Staging).await
+        }
+        A::OrgQuotas(args) => quotas::list(args, QuotaKind::Org).await,
+        A::OrgQuota(args) => quotas::show(args, QuotaKind::Org).await,
+        A::CreateOrgQuota(args) => quotas::create(args, QuotaKind::Org).await,
+        A::UpdateOrgQuota(args) => quotas::update(args, QuotaKind::Org).await,
+        A::DeleteOrgQuota(args) => quotas::delete(args, QuotaKind::Org).await,
+        A::SetOrgQuota(args) => quotas::set_org_quota(args).await,
+        A::SpaceQuotas(args) => quotas::list(args, QuotaKind::Space).await,
+        A::SpaceQuota(args) => quotas::show(args, QuotaKind::Space).await,
+        A::CreateSpaceQuota(args) => quotas::create(args, QuotaKind::Space).await,
+        A::UpdateSpaceQuota(args) => quotas::update(args, QuotaKind::Space).await,
+        A::DeleteSpaceQuota(args) => quotas::delete(args, QuotaKind::Space).await,
+        A::SetSpaceQuota(args) => quotas::set_space_quota(args, true).await,
+        A::UnsetSpaceQuota(args) => quotas::set_space_quota(args, false).await,
+        A::Stacks(args) => stacks::stacks(args).await,
+        A::Stack(args) => stacks::stack(args).await,
+        A::Buildpacks(args) => stacks::buildpacks(args).await,
+        A::CopySource(args) => copy_source::copy_source(args).await,
         A::Ssh(args) => ssh::ssh(args).await,
         A::SshCode => ssh::ssh_code().await,
         A::EnableSsh(args) => ssh::enable_ssh(args).await,
@@ -624,6 +956,41 @@ pub(crate) async fn find_app(
             anyhow!(
                 "app {name} not found in space {}: run `ingot apps` to see the apps there",
                 space.name
+            )
+        })
+}
+
+/// Finds an organization by name, or says it does not exist.
+pub(crate) async fn find_org_named(session: &Session, name: &str) -> anyhow::Result<Organization> {
+    session
+        .client()
+        .organizations(Some(name))
+        .await
+        .or_explain(format!("cannot look up org {name}"))?
+        .into_iter()
+        .find(|o| o.name == name)
+        .ok_or_else(|| {
+            anyhow!("org {name} not found: run `ingot orgs` to see the orgs you can see")
+        })
+}
+
+/// Finds a space of an organization by name, or says it does not exist.
+pub(crate) async fn find_space_in(
+    session: &Session,
+    org: &Organization,
+    name: &str,
+) -> anyhow::Result<Space> {
+    session
+        .client()
+        .spaces(&org.guid, Some(name))
+        .await
+        .or_explain(format!("cannot look up space {name}"))?
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| {
+            anyhow!(
+                "space {name} not found in org {}: run `ingot spaces` to see the spaces",
+                org.name
             )
         })
 }

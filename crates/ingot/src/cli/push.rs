@@ -1,6 +1,9 @@
 //! `push`: the exchanges of `cf push` for a source app — apply the manifest,
 //! upload only the files the platform lacks, stage while printing the
 //! staging output, set the droplet, restart, wait for a running instance.
+//! With `--docker-image` (or a manifest's `docker:`), the app has the
+//! `docker` lifecycle and a `docker` package names the image instead of an
+//! upload (see [`ingot_client::docker`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -10,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _};
 use clap::Args;
 use ingot_client::bits::{build_zip, collect_app, match_resources, zip_dir};
+use ingot_client::docker::{take_docker_push, PASSWORD_VARIABLE};
 use ingot_client::logcache::{now_nanos, LogTail};
 use ingot_client::manifest::{plan_push, PushFlags};
 use ingot_client::resources::{App, MatchResource};
@@ -73,6 +77,12 @@ pub struct PushArgs {
     /// downtime.
     #[arg(long, value_enum)]
     strategy: Option<super::deploy::Strategy>,
+    /// Docker image to run instead of source, e.g. registry.example.com/team/web:1.
+    #[arg(short = 'o', long = "docker-image")]
+    docker_image: Option<String>,
+    /// Registry user name for the image; the password is read from CF_DOCKER_PASSWORD.
+    #[arg(long = "docker-username")]
+    docker_username: Option<String>,
 }
 
 /// `ingot push`.
@@ -117,13 +127,24 @@ pub(crate) async fn push(args: PushArgs) -> anyhow::Result<()> {
         health_check_type: args.health_check_type.clone(),
         timeout: args.timeout,
     };
-    let plan = plan_push(
+    let mut plan = plan_push(
         &flags,
         manifest.as_ref().map(|(t, d)| (t.as_str(), d.as_path())),
         &cwd,
     )?;
+    let docker = take_docker_push(
+        &mut plan,
+        args.docker_image.as_deref(),
+        args.docker_username.as_deref(),
+        std::env::var(PASSWORD_VARIABLE).ok(),
+    )?;
+    if docker.is_some() && (args.path.is_some() || !args.buildpacks.is_empty()) {
+        return Err(anyhow!(
+            "--docker-image cannot be used with -p or -b: an image brings its own files"
+        ));
+    }
     let name = plan.name.clone();
-    if !plan.app_dir.exists() {
+    if docker.is_none() && !plan.app_dir.exists() {
         return Err(anyhow!(
             "the app path {} does not exist: pass the app directory with -p DIR",
             plan.app_dir.display()
@@ -138,6 +159,20 @@ pub(crate) async fn push(args: PushArgs) -> anyhow::Result<()> {
     );
     if let Some(p) = &manifest_path {
         println!("Using manifest file {}", p.display());
+    }
+    if docker.is_some()
+        && client
+            .app_by_name(&space.guid, &name)
+            .await
+            .or_explain(format!("cannot look up app {name}"))?
+            .is_none()
+    {
+        // The manifest would create a buildpack app; a docker app is
+        // created first, and the manifest then updates it.
+        client
+            .create_docker_app(&space.guid, &name)
+            .await
+            .or_explain(format!("cannot create app {name}"))?;
     }
     println!("Applying manifest...");
     let job = client
@@ -154,7 +189,17 @@ pub(crate) async fn push(args: PushArgs) -> anyhow::Result<()> {
         .or_explain(format!("cannot look up app {name}"))?
         .ok_or_else(|| anyhow!("app {name} is missing after applying its manifest"))?;
 
-    let package_guid = upload_bits(client, &app, &plan.app_dir).await?;
+    let package_guid = match &docker {
+        Some(docker) => {
+            println!("Using docker image {}...", docker.image);
+            client
+                .create_docker_package(&app.guid, docker)
+                .await
+                .or_explain(format!("cannot create a package for app {name}"))?
+                .guid
+        }
+        None => upload_bits(client, &app, &plan.app_dir).await?,
+    };
     if args.no_start {
         println!();
         print_app_summary(&session, &app).await?;

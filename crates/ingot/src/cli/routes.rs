@@ -1,19 +1,22 @@
 //! `domains`, `routes`, `create-route`, `map-route`, `unmap-route`,
-//! `delete-route`, with cf's flags (`--hostname`, `--path`).
+//! `delete-route`, with cf's flags (`--hostname`, `--path`; `--port` and
+//! `--random-port` for a TCP domain).
 
 use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
-use ingot_client::routes::Domain;
+use ingot_client::routes::{Domain, RouteDetail};
+use ingot_client::Client;
 use serde::Serialize;
 
 use super::{find_app, ui, OrExplain as _, Session};
 
-/// A route named as cf names it: a domain, a host and a path.
+/// A route named as cf names it: a domain and a host and a path, or, on a
+/// TCP domain, a domain and a port.
 #[derive(Args)]
 pub struct RouteArgs {
-    /// The domain, e.g. apps.localhost.
+    /// The domain, e.g. apps.localhost (or tcp.apps.localhost for a TCP route).
     domain: String,
     /// The host name (`NAME` of `NAME.DOMAIN`).
     #[arg(long = "hostname", visible_alias = "host")]
@@ -21,6 +24,13 @@ pub struct RouteArgs {
     /// The path, e.g. /api.
     #[arg(long)]
     path: Option<String>,
+    /// The router port of a TCP route.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Create the TCP route on a free port of the domain's router group
+    /// (create-route only).
+    #[arg(long, conflicts_with = "port")]
+    random_port: bool,
 }
 
 /// An app and a route.
@@ -57,6 +67,9 @@ impl RouteArgs {
     }
 
     fn url(&self) -> String {
+        if let Some(port) = self.port {
+            return format!("{}:{port}", self.domain);
+        }
         let host = self.host();
         let base = if host.is_empty() {
             self.domain.clone()
@@ -65,6 +78,66 @@ impl RouteArgs {
         };
         format!("{base}{}", self.path())
     }
+}
+
+/// The route these flags name on `domain`, if it exists: by port on a TCP
+/// domain, by host and path on an HTTP one.
+async fn find_route(
+    client: &Client,
+    domain: &Domain,
+    args: &RouteArgs,
+) -> anyhow::Result<Option<RouteDetail>> {
+    if domain.is_tcp() {
+        let port = args.port.ok_or_else(|| {
+            anyhow!(
+                "domain {} is a TCP domain: name the route with --port N",
+                domain.name
+            )
+        })?;
+        return client
+            .find_tcp_route(&domain.guid, port)
+            .await
+            .or_explain("cannot look up the route");
+    }
+    if args.port.is_some() || args.random_port {
+        return Err(anyhow!(
+            "Routes with protocol 'http' do not support ports: domain {} is an HTTP domain",
+            domain.name
+        ));
+    }
+    client
+        .find_route(&domain.guid, args.host(), &args.path())
+        .await
+        .or_explain("cannot look up the route")
+}
+
+/// Creates the route these flags name (on a free port for a TCP route
+/// without `--port`).
+async fn new_route(
+    client: &Client,
+    space_guid: &str,
+    domain: &Domain,
+    args: &RouteArgs,
+) -> anyhow::Result<RouteDetail> {
+    let created = if domain.is_tcp() {
+        client
+            .create_tcp_route(space_guid, &domain.guid, args.port)
+            .await
+    } else {
+        client
+            .create_route(space_guid, &domain.guid, args.host(), &args.path())
+            .await
+    };
+    created.or_explain(format!("cannot create route {}", args.url()))
+}
+
+fn refuse_random_port(args: &RouteArgs) -> anyhow::Result<()> {
+    if args.random_port {
+        return Err(anyhow!(
+            "--random-port is for create-route only: name the TCP route with --port N"
+        ));
+    }
+    Ok(())
 }
 
 async fn find_domain(session: &Session, name: &str) -> anyhow::Result<Domain> {
@@ -81,6 +154,8 @@ struct DomainRow {
     name: String,
     guid: String,
     internal: bool,
+    /// `http` or `tcp`.
+    protocols: Vec<String>,
 }
 
 /// `ingot domains`.
@@ -98,6 +173,11 @@ pub(crate) async fn domains(args: super::ListArgs) -> anyhow::Result<()> {
     let rows: Vec<DomainRow> = domains
         .into_iter()
         .map(|d| DomainRow {
+            protocols: if d.supported_protocols.is_empty() {
+                vec!["http".to_string()]
+            } else {
+                d.supported_protocols
+            },
             name: d.name,
             guid: d.guid,
             internal: d.internal,
@@ -107,10 +187,14 @@ pub(crate) async fn domains(args: super::ListArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    let mut table = vec![vec!["name".to_string(), "availability".to_string()]];
+    let mut table = vec![vec![
+        "name".to_string(),
+        "availability".to_string(),
+        "protocols".to_string(),
+    ]];
     table.extend(rows.into_iter().map(|r| {
         let kind = if r.internal { "internal" } else { "shared" };
-        vec![r.name, kind.to_string()]
+        vec![r.name, kind.to_string(), r.protocols.join(", ")]
     }));
     print!("{}", ui::table(&table));
     Ok(())
@@ -121,6 +205,10 @@ struct RouteRow {
     url: String,
     host: String,
     path: String,
+    /// `http` or `tcp`.
+    protocol: String,
+    /// The router port of a TCP route.
+    port: Option<u16>,
     apps: Vec<String>,
 }
 
@@ -152,6 +240,12 @@ pub(crate) async fn routes(args: super::ListArgs) -> anyhow::Result<()> {
             url: r.url.clone(),
             host: r.host.clone(),
             path: r.path.clone(),
+            protocol: if r.protocol.is_empty() {
+                "http".to_string()
+            } else {
+                r.protocol.clone()
+            },
+            port: r.port,
             apps: r
                 .app_guids()
                 .iter()
@@ -163,13 +257,21 @@ pub(crate) async fn routes(args: super::ListArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    let mut table = vec![vec!["route".to_string(), "apps".to_string()]];
-    table.extend(rows.into_iter().map(|r| vec![r.url, r.apps.join(", ")]));
+    let mut table = vec![vec![
+        "route".to_string(),
+        "protocol".to_string(),
+        "apps".to_string(),
+    ]];
+    table.extend(
+        rows.into_iter()
+            .map(|r| vec![r.url, r.protocol, r.apps.join(", ")]),
+    );
     print!("{}", ui::table(&table));
     Ok(())
 }
 
-/// `ingot create-route DOMAIN [--hostname H] [--path P]`.
+/// `ingot create-route DOMAIN [--hostname H] [--path P]`, or for a TCP
+/// domain `ingot create-route DOMAIN [--port N | --random-port]`.
 pub(crate) async fn create_route(args: RouteArgs) -> anyhow::Result<()> {
     let mut session = Session::open()?;
     let (org, space) = session.target()?;
@@ -182,25 +284,24 @@ pub(crate) async fn create_route(args: RouteArgs) -> anyhow::Result<()> {
     );
     let domain = find_domain(&session, &args.domain).await?;
     let client = session.client();
-    if client
-        .find_route(&domain.guid, args.host(), &args.path())
-        .await
-        .or_explain("cannot look up the route")?
-        .is_some()
-    {
+    // A TCP route without a port gets a free one: nothing to look up.
+    let existing = if domain.is_tcp() && args.port.is_none() {
+        None
+    } else {
+        find_route(client, &domain, &args).await?
+    };
+    if existing.is_some() {
         println!("Route {} already exists.", args.url());
     } else {
-        client
-            .create_route(&space.guid, &domain.guid, args.host(), &args.path())
-            .await
-            .or_explain(format!("cannot create route {}", args.url()))?;
+        let route = new_route(client, &space.guid, &domain, &args).await?;
+        println!("Route {} has been created.", route.url);
     }
     session.keep_tokens();
     println!("OK");
     Ok(())
 }
 
-/// `ingot map-route APP DOMAIN [--hostname H] [--path P]`: creates the
+/// `ingot map-route APP DOMAIN [--hostname H] [--path P] [--port N]`: creates the
 /// route if needed, then sends its requests to the app.
 pub(crate) async fn map_route(args: MapArgs) -> anyhow::Result<()> {
     let mut session = Session::open()?;
@@ -214,23 +315,12 @@ pub(crate) async fn map_route(args: MapArgs) -> anyhow::Result<()> {
         space.name,
         session.user()
     );
+    refuse_random_port(&args.route)?;
     let domain = find_domain(&session, &args.route.domain).await?;
     let client = session.client();
-    let route = match client
-        .find_route(&domain.guid, args.route.host(), &args.route.path())
-        .await
-        .or_explain("cannot look up the route")?
-    {
+    let route = match find_route(client, &domain, &args.route).await? {
         Some(route) => route,
-        None => client
-            .create_route(
-                &space.guid,
-                &domain.guid,
-                args.route.host(),
-                &args.route.path(),
-            )
-            .await
-            .or_explain(format!("cannot create route {}", args.route.url()))?,
+        None => new_route(client, &space.guid, &domain, &args.route).await?,
     };
     if route.app_guids().contains(&app.guid) {
         println!(
@@ -253,7 +343,7 @@ pub(crate) async fn map_route(args: MapArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ingot unmap-route APP DOMAIN [--hostname H] [--path P]`.
+/// `ingot unmap-route APP DOMAIN [--hostname H] [--path P] [--port N]`.
 pub(crate) async fn unmap_route(args: MapArgs) -> anyhow::Result<()> {
     let mut session = Session::open()?;
     let (_, space) = session.target()?;
@@ -264,12 +354,11 @@ pub(crate) async fn unmap_route(args: MapArgs) -> anyhow::Result<()> {
         app.name,
         session.user()
     );
+    refuse_random_port(&args.route)?;
     let domain = find_domain(&session, &args.route.domain).await?;
     let client = session.client();
-    let route = client
-        .find_route(&domain.guid, args.route.host(), &args.route.path())
-        .await
-        .or_explain("cannot look up the route")?
+    let route = find_route(client, &domain, &args.route)
+        .await?
         .ok_or_else(|| {
             anyhow!(
                 "route {} does not exist: run `ingot routes`",
@@ -285,7 +374,7 @@ pub(crate) async fn unmap_route(args: MapArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ingot delete-route DOMAIN [--hostname H] [--path P] [-f]`.
+/// `ingot delete-route DOMAIN [--hostname H] [--path P] [--port N] [-f]`.
 pub(crate) async fn delete_route(args: DeleteRouteArgs) -> anyhow::Result<()> {
     let mut session = Session::open()?;
     let url = args.route.url();
@@ -294,13 +383,10 @@ pub(crate) async fn delete_route(args: DeleteRouteArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("Deleting route {url} as {}...", session.user());
+    refuse_random_port(&args.route)?;
     let domain = find_domain(&session, &args.route.domain).await?;
     let client = session.client();
-    match client
-        .find_route(&domain.guid, args.route.host(), &args.route.path())
-        .await
-        .or_explain("cannot look up the route")?
-    {
+    match find_route(client, &domain, &args.route).await? {
         Some(route) => client
             .delete_route(&route.guid, Duration::from_secs(60))
             .await
@@ -325,6 +411,8 @@ mod tests {
             domain: "apps.localhost".into(),
             hostname: Some("shop".into()),
             path: Some("api/".into()),
+            port: None,
+            random_port: false,
         };
         assert_eq!(args.url(), "shop.apps.localhost/api");
         assert_eq!(args.path(), "/api");
@@ -332,7 +420,17 @@ mod tests {
             domain: "example.com".into(),
             hostname: None,
             path: None,
+            port: None,
+            random_port: false,
         };
         assert_eq!(bare.url(), "example.com");
+        let tcp = RouteArgs {
+            domain: "tcp.apps.localhost".into(),
+            hostname: None,
+            path: None,
+            port: Some(1024),
+            random_port: false,
+        };
+        assert_eq!(tcp.url(), "tcp.apps.localhost:1024");
     }
 }

@@ -223,6 +223,21 @@ pub(crate) async fn create_space(args: CreateSpaceArgs) -> anyhow::Result<()> {
             "cannot create space {} in org {}",
             args.name, org.name
         ))?;
+    // A space role needs an org role first; the creator becomes an org
+    // user if it is not one already, as cf does.
+    match session
+        .client()
+        .set_role(&user, "organization_user", RoleTarget::Org(&org.guid))
+        .await
+    {
+        Err(e) if !(e.status() == Some(422) && e.to_string().contains("already has")) => {
+            return Err(super::explain(
+                format!("cannot make {user} a user of org {}", org.name),
+                e,
+            ));
+        }
+        _ => {}
+    }
     for role in ["space_manager", "space_developer"] {
         session
             .client()

@@ -5,9 +5,15 @@
 //! look inside an instance, feed the API bad input, restart the platform, and
 //! finally check that nothing is left on the host. Needs root, runc, nft, ip.
 
+mod brokers;
+mod docker;
 mod drains;
+#[path = "../../../brokers/tests/support/pg.rs"]
+mod pg;
+mod pg_broker;
 mod platform;
 mod rolling;
+mod security_groups;
 mod ssh;
 mod support;
 mod system_domain;
@@ -52,7 +58,12 @@ fn walking_skeleton() {
     std::fs::create_dir_all(&work).expect("work dir");
     let egress = support::EgressServer::start();
 
-    let mut platform = Platform::start(&home);
+    // A real PostgreSQL for the built-in broker, on a host address apps
+    // reach only through a security group.
+    let db_address = pg_broker::DbAddress::add();
+    let (database, broker_flags) = pg_broker::start_database();
+    let flags: Vec<&str> = broker_flags.iter().map(String::as_str).collect();
+    let mut platform = Platform::start_with(&home, &flags);
     let target = platform.cli(&["target"]);
     assert!(
         target.contains("admin") && target.contains("main") && target.contains("dev"),
@@ -61,8 +72,12 @@ fn walking_skeleton() {
 
     push_static_site(&platform);
     terminal::a_person_at_a_terminal(&platform, &work);
+    docker::push_a_docker_image(&platform, &work);
     push_with_an_independent_client(&platform, &work);
     push_probe(&platform, &work, &egress);
+    security_groups::egress_follows_security_groups(&platform, &work, "10.251.0.2", 8000);
+    brokers::marketplace_with_real_brokers(&platform, &work);
+    pg_broker::an_app_keeps_rows_in_a_brokered_database(&platform, &work, &database);
     push_pip_app(&platform, &work);
     push_custom_buildpack_app(&platform);
     push_with_a_buildpack_url(&platform, &work);
@@ -118,6 +133,8 @@ fn walking_skeleton() {
         platform.cli(&["delete", app, "-f"]);
     }
     platform.stop();
+    drop(database);
+    drop(db_address);
     let left = leftovers(&home);
     assert!(
         left.is_empty(),
@@ -817,6 +834,18 @@ fn placement_by_capacity(platform: &Platform) {
             .1["resources"][0]
             .clone()
     };
+    // First the organization's quota refuses it, with CF's words, and
+    // nothing changes; the operator lifts the limit.
+    let (status, body) = platform.api(
+        "POST",
+        &format!("/v3/processes/{process}/actions/scale"),
+        Some(serde_json::json!({"memory_in_mb": huge})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("memory quota_exceeded"), "{body}");
+    let quota = platform.cli(&["org-quota", "default"]);
+    assert!(quota.contains("default"), "{quota}");
+    platform.cli(&["update-org-quota", "default", "-m", "-1"]);
     scale(huge);
     platform.wait_for(
         "the instance to be unplaced",

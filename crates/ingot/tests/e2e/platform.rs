@@ -32,12 +32,8 @@ fn free_port() -> SocketAddr {
 }
 
 impl Platform {
-    /// Boots `ingot up` on `home` and waits until its API answers.
-    pub fn start(home: &Path) -> Self {
-        Self::start_with(home, &[])
-    }
-
-    /// Boots `ingot up` with more flags.
+    /// Boots `ingot up` on `home` with more flags and waits until its API
+    /// answers.
     pub fn start_with(home: &Path, extra_args: &[&str]) -> Self {
         let api_listen = free_port();
         let router = free_port();
