@@ -46,7 +46,7 @@ async fn root(State(api): State<Api>) -> axum::response::Response {
         "login": href(&c.uaa_url),
         "uaa": href(&c.uaa_url),
         "credhub": null,
-        "routing": null,
+        "routing": href(&api.url("/routing")),
         "logging": c.logging_url.as_deref().map(href),
         "log_cache": href(&c.log_cache_url),
         "log_stream": c.log_stream_url.as_deref().map(href),
@@ -113,6 +113,6 @@ async fn v2_info(State(api): State<Api>) -> axum::response::Response {
         "doppler_logging_endpoint": null,
         "api_version": CC_V2_VERSION,
         "osbapi_version": "2.15",
-        "routing_endpoint": null,
+        "routing_endpoint": api.url("/routing"),
     }))
 }

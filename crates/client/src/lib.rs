@@ -8,6 +8,7 @@
 //! would do on its side of the wire.
 
 pub mod bits;
+pub mod buildpacks;
 pub mod cfignore;
 mod client;
 pub mod config;

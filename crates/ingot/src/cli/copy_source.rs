@@ -4,14 +4,12 @@
 //! destination on the new droplet, as cf's `copy-source` does — the way
 //! code is promoted from a development space to production.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
 use ingot_client::config::Target;
-use ingot_client::logcache::{now_nanos, LogTail};
-use ingot_client::resources::{App, Organization};
-use ingot_client::Client;
+use ingot_client::resources::Organization;
 
 use super::apps::{print_app_summary, wait_running, START_TIMEOUT};
 use super::deploy::{roll, Strategy};
@@ -19,8 +17,6 @@ use super::{find_app, find_org_named, find_space_in, OrExplain as _, Session};
 
 /// How long the copied package may take to become READY.
 const PACKAGE_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long staging may take.
-const STAGING_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Flags of `copy-source`.
 #[derive(Args)]
@@ -144,7 +140,7 @@ pub(crate) async fn copy_source(args: CopySourceArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("Staging app {} and tracing logs...", dest.name);
-    let droplet = stage(client, &dest, &package.guid).await?;
+    let droplet = super::push::stage(client, &dest, &package.guid).await?;
     if args.strategy == Some(Strategy::Rolling) && dest.state == "STARTED" {
         roll(&session, &dest, Some(&droplet), None).await?;
     } else {
@@ -164,71 +160,4 @@ pub(crate) async fn copy_source(args: CopySourceArgs) -> anyhow::Result<()> {
     print_app_summary(&session, &dest).await?;
     session.keep_tokens();
     Ok(())
-}
-
-/// Stages a package while printing its staging output; returns the droplet.
-async fn stage(client: &Client, app: &App, package_guid: &str) -> anyhow::Result<String> {
-    let mut tail = LogTail::new(&app.guid, now_nanos());
-    let build = client
-        .create_build(package_guid)
-        .await
-        .or_explain(format!("cannot start staging app {}", app.name))?;
-    let start = Instant::now();
-    let mut logs_ok = true;
-    let mut backoff = ingot_client::poll::Backoff::new();
-    loop {
-        staging_lines(client, &mut tail, &mut logs_ok).await;
-        let build = client
-            .build(&build.guid)
-            .await
-            .or_explain(format!("cannot follow the staging of app {}", app.name))?;
-        match build.state.as_str() {
-            "STAGED" => {
-                staging_lines(client, &mut tail, &mut logs_ok).await;
-                return build.droplet.map(|d| d.guid).ok_or_else(|| {
-                    anyhow!(
-                        "staging app {} succeeded but build {} names no droplet",
-                        app.name,
-                        build.guid
-                    )
-                });
-            }
-            "FAILED" => {
-                staging_lines(client, &mut tail, &mut logs_ok).await;
-                return Err(anyhow!(
-                    "staging app {} failed: {}: run `ingot logs {} --recent` for the staging output",
-                    app.name,
-                    build.error.unwrap_or_else(|| "no reason given".into()),
-                    app.name
-                ));
-            }
-            _ => {}
-        }
-        if start.elapsed() > STAGING_TIMEOUT {
-            return Err(anyhow!(
-                "staging app {} did not finish within {} s: run `ingot logs {} --recent`",
-                app.name,
-                STAGING_TIMEOUT.as_secs(),
-                app.name
-            ));
-        }
-        backoff.wait().await;
-    }
-}
-
-/// Prints new staging lines; a log-cache failure is told once and does not
-/// stop the copy (the build decides).
-async fn staging_lines(client: &Client, tail: &mut LogTail, logs_ok: &mut bool) {
-    match tail.poll(client).await {
-        Ok(lines) => {
-            for env in lines.iter().filter(|e| e.source_type() == "STG") {
-                println!("{}", env.format_line(&chrono::Local));
-            }
-        }
-        Err(e) if *logs_ok => {
-            *logs_ok = false;
-            eprintln!("warning: cannot read the staging output: {e}");
-        }
-        Err(_) => {}
-    }
 }

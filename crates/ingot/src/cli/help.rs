@@ -166,7 +166,18 @@ const GROUPS: &[(&str, &[&str])] = &[
             "staging-security-groups",
         ],
     ),
-    ("Platform", &["stacks", "stack", "buildpacks"]),
+    (
+        "Platform",
+        &[
+            "stacks",
+            "stack",
+            "buildpacks",
+            "create-buildpack",
+            "update-buildpack",
+            "rename-buildpack",
+            "delete-buildpack",
+        ],
+    ),
     ("Logs", &["logs", "firehose"]),
     (
         "Plugins",

@@ -4,6 +4,7 @@
 
 mod apps;
 mod auth;
+mod buildpacks;
 mod copy_source;
 mod curl;
 mod deploy;
@@ -580,6 +581,30 @@ pub enum Action {
     /// List the admin buildpacks in detection order.
     #[command(after_help = "Examples:\n  ingot buildpacks\n  ingot buildpacks --json")]
     Buildpacks(ListArgs),
+    /// Create an admin buildpack from a directory or a .zip file, at a place in detection order.
+    #[command(
+        name = "create-buildpack",
+        after_help = "Examples:\n  ingot create-buildpack my-bp ./my-buildpack 1\n  ingot create-buildpack my-bp my-buildpack.zip 3 --disable"
+    )]
+    CreateBuildpack(buildpacks::CreateArgs),
+    /// Change an admin buildpack: its bits, position, enabled, locked or name.
+    #[command(
+        name = "update-buildpack",
+        after_help = "Examples:\n  ingot update-buildpack my-bp -i 1\n  ingot update-buildpack my-bp --disable\n  ingot update-buildpack my-bp -p ./my-buildpack --lock\n  ingot update-buildpack my-bp --rename new-bp"
+    )]
+    UpdateBuildpack(buildpacks::UpdateArgs),
+    /// Rename an admin buildpack.
+    #[command(
+        name = "rename-buildpack",
+        after_help = "Examples:\n  ingot rename-buildpack my-bp new-bp"
+    )]
+    RenameBuildpack(buildpacks::RenameArgs),
+    /// Delete an admin buildpack.
+    #[command(
+        name = "delete-buildpack",
+        after_help = "Examples:\n  ingot delete-buildpack my-bp\n  ingot delete-buildpack my-bp -f"
+    )]
+    DeleteBuildpack(buildpacks::DeleteArgs),
     /// Copy an app's source into another app (in any space you can write), then stage and restart it.
     #[command(
         name = "copy-source",
@@ -777,6 +802,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         A::Stacks(args) => stacks::stacks(args).await,
         A::Stack(args) => stacks::stack(args).await,
         A::Buildpacks(args) => stacks::buildpacks(args).await,
+        A::CreateBuildpack(args) => buildpacks::create(args).await,
+        A::UpdateBuildpack(args) => buildpacks::update(args).await,
+        A::RenameBuildpack(args) => buildpacks::rename(args).await,
+        A::DeleteBuildpack(args) => buildpacks::delete(args).await,
         A::CopySource(args) => copy_source::copy_source(args).await,
         A::Ssh(args) => ssh::ssh(args).await,
         A::SshCode => ssh::ssh_code().await,

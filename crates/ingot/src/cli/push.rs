@@ -311,7 +311,11 @@ async fn upload_bits(client: &Client, app: &App, path: &Path) -> anyhow::Result<
 
 /// Stages a package while printing the staging output (`STG` lines);
 /// returns the droplet's guid.
-async fn stage(client: &Client, app: &App, package_guid: &str) -> anyhow::Result<String> {
+pub(crate) async fn stage(
+    client: &Client,
+    app: &App,
+    package_guid: &str,
+) -> anyhow::Result<String> {
     let mut tail = LogTail::new(&app.guid, now_nanos());
     let build = client
         .create_build(package_guid)

@@ -259,8 +259,95 @@ pub fn marketplace_with_real_brokers(platform: &Platform, work: &Path) {
     for name in ["db1", "db2", "adb"] {
         assert!(!services.contains(name), "{services}");
     }
+    roles_decide_who_may_use_the_marketplace(platform, work, &sync);
     platform.cli(&["restart", "probe"]);
     platform.wait_for("the probe to lose db1", Duration::from_secs(60), || {
         probe_services(platform).get("sync-db").is_none()
     });
+}
+
+/// A space developer does all of it in their space; an auditor only reads;
+/// a user of no space sees nothing.
+fn roles_decide_who_may_use_the_marketplace(platform: &Platform, work: &Path, sync: &Broker) {
+    for (user, role) in [
+        ("svc-dev", Some("SpaceDeveloper")),
+        ("svc-auditor", Some("SpaceAuditor")),
+        ("svc-outsider", None),
+    ] {
+        platform.cli(&["create-user", user, "svc-pw-1"]);
+        if let Some(role) = role {
+            platform.cli(&["set-space-role", user, "main", "dev", role]);
+        }
+    }
+    let login = |user: &str| {
+        let home = work.join(format!("cli-{user}"));
+        platform.cli_in(
+            &home,
+            &[
+                "login",
+                "-a",
+                &platform.api_url,
+                "-u",
+                user,
+                "-p",
+                "svc-pw-1",
+            ],
+        );
+        home
+    };
+    let developer = login("svc-dev");
+    let market = platform.cli_in(&developer, &["marketplace"]);
+    assert!(market.contains("sync-db"), "{market}");
+    platform.cli_in(
+        &developer,
+        &["create-service", "sync-db", "small", "devdb", "--wait"],
+    );
+    platform.cli_in(
+        &developer,
+        &["create-service-key", "devdb", "devkey", "--wait"],
+    );
+    let key = platform.cli_in(&developer, &["service-key", "devdb", "devkey"]);
+    assert!(key.contains("secret"), "{key}");
+    let devdb = instance_guid(platform, "devdb");
+    let provisions = sync
+        .calls_to("PUT", &format!("/v2/service_instances/{devdb}"))
+        .into_iter()
+        .filter(|c| c["path"] == format!("/v2/service_instances/{devdb}"))
+        .count();
+    assert_eq!(provisions, 1, "the developer's create reached the broker");
+
+    let auditor = login("svc-auditor");
+    let listed = platform.cli_in(&auditor, &["services"]);
+    assert!(listed.contains("devdb"), "an auditor reads: {listed}");
+    let refused =
+        platform.cli_fails_in(&auditor, &["create-service", "sync-db", "small", "auditdb"]);
+    assert!(refused.contains("not authorized"), "{refused}");
+    let refused = platform.cli_fails_in(&auditor, &["service-key", "devdb", "devkey"]);
+    assert!(!refused.is_empty(), "an auditor reads no credentials");
+
+    let outsider = platform.token_for("svc-outsider", "svc-pw-1");
+    let (status, list) = {
+        let response = reqwest::blocking::Client::new()
+            .get(format!("{}/v3/service_instances", platform.api_url))
+            .bearer_auth(&outsider)
+            .send()
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().unwrap_or(Value::Null))
+    };
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["pagination"]["total_results"], 0, "{list}");
+
+    platform.cli_in(
+        &developer,
+        &["delete-service-key", "devdb", "devkey", "-f", "--wait"],
+    );
+    platform.cli_in(&developer, &["delete-service", "devdb", "-f", "--wait"]);
+    assert!(sync
+        .calls_to("DELETE", &format!("/v2/service_instances/{devdb}"))
+        .iter()
+        .any(|c| !c["path"]
+            .as_str()
+            .unwrap_or("")
+            .contains("service_bindings")));
 }

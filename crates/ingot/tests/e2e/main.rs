@@ -6,6 +6,7 @@
 //! finally check that nothing is left on the host. Needs root, runc, nft, ip.
 
 mod brokers;
+mod buildpacks;
 mod docker;
 mod drains;
 #[path = "../../../brokers/tests/support/pg.rs"]
@@ -17,6 +18,7 @@ mod security_groups;
 mod ssh;
 mod support;
 mod system_domain;
+mod tcp_routes;
 mod tenants;
 mod terminal;
 
@@ -81,6 +83,7 @@ fn walking_skeleton() {
     push_pip_app(&platform, &work);
     push_custom_buildpack_app(&platform);
     push_with_a_buildpack_url(&platform, &work);
+    buildpacks::an_admin_manages_buildpacks(&platform, &work);
     recent_logs(&platform);
     tenants::roles_limit_what_users_see(&platform, &work);
     log_stream_and_container_metrics(&platform);
@@ -97,6 +100,7 @@ fn walking_skeleton() {
     placement_by_capacity(&platform);
     rolling::rolling_deploys_drop_nothing(&platform, &work);
     routes_map_and_unmap(&platform);
+    tcp_routes::a_tcp_route_carries_raw_bytes(&platform, &work);
     slow_start_gets_no_traffic(&platform, &work);
     bad_input_changes_nothing(&platform, &work);
 
