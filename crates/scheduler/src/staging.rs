@@ -114,11 +114,29 @@ pub(crate) async fn stage(
     cell: &Arc<Cell>,
     request: StagingRequest,
 ) -> Result<StagingOutcome, StagingFailure> {
-    let dir = cell
-        .config
-        .work_dir
-        .join("staging")
-        .join(&request.build_guid);
+    // Everything staging writes — the app, its dependencies, the cache and
+    // the droplet — lives in a volume as big as the staging disk limit, so
+    // a buildpack cannot fill the host's disk.
+    let volume = (request.disk_mb > 0).then(|| staging_id(&request.build_guid));
+    let dir = match &volume {
+        Some(name) => match cell
+            .containers
+            .create_volume(name, request.disk_mb << 20)
+            .await
+        {
+            Ok(dir) => dir,
+            Err(err) => {
+                return Err(StagingFailure::staging(format!(
+                    "creating the staging volume: {err}"
+                )))
+            }
+        },
+        None => cell
+            .config
+            .work_dir
+            .join("staging")
+            .join(&request.build_guid),
+    };
     let log = |line: String| {
         cell.logs.emit(Envelope::log(
             &request.app_guid,
@@ -135,9 +153,18 @@ pub(crate) async fn stage(
         .containers
         .destroy(&staging_id(&request.build_guid))
         .await;
-    if let Err(err) = tokio::fs::remove_dir_all(&dir).await {
-        if err.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(dir = %dir.display(), error = %err, "cannot remove the staging directory");
+    match &volume {
+        Some(name) => {
+            if let Err(err) = cell.containers.remove_volume(name).await {
+                tracing::warn!(volume = %name, error = %err, "cannot remove the staging volume");
+            }
+        }
+        None => {
+            if let Err(err) = tokio::fs::remove_dir_all(&dir).await {
+                if err.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %dir.display(), error = %err, "cannot remove the staging directory");
+                }
+            }
         }
     }
     match &result {
