@@ -1070,7 +1070,7 @@ async fn create_org(
         updated_at: at,
     };
     store::insert(&mut tx, &quota).await?;
-    let quota = move_orgs(&mut tx, &quota.guid, &orgs).await?;
+    let quota = apply_to::<OrgQuota>(&mut tx, &quota.guid, &orgs).await?;
     let target = (
         quota.guid.as_str(),
         "organization_quota",
@@ -1090,26 +1090,56 @@ async fn create_org(
     Ok(created(quota.json(&api.inner.config.external_url, &access)))
 }
 
-/// Applies the quota to `orgs`, taking them from whatever quota they had.
-async fn move_orgs(c: &mut SqliteConnection, guid: &str, orgs: &[String]) -> ApiResult<OrgQuota> {
-    let all: Vec<OrgQuota> = store::find(c, &Query::new()).await?;
+/// A quota applied to a set of members (organizations or spaces); a member
+/// is under at most one quota of the kind.
+trait Applied: Doc {
+    fn members(&mut self) -> &mut Vec<String>;
+    fn touch(&mut self);
+}
+
+impl Applied for OrgQuota {
+    fn members(&mut self) -> &mut Vec<String> {
+        &mut self.organizations
+    }
+    fn touch(&mut self) {
+        self.updated_at = now();
+    }
+}
+
+impl Applied for SpaceQuota {
+    fn members(&mut self) -> &mut Vec<String> {
+        &mut self.spaces
+    }
+    fn touch(&mut self) {
+        self.updated_at = now();
+    }
+}
+
+/// Applies quota `guid` to `members`, taking them from whatever quota of
+/// the kind they were under.
+async fn apply_to<Q: Applied>(
+    c: &mut SqliteConnection,
+    guid: &str,
+    members: &[String],
+) -> ApiResult<Q> {
+    let all: Vec<Q> = store::find(c, &Query::new()).await?;
     for mut other in all {
-        if other.guid == guid {
+        if other.guid() == guid {
             continue;
         }
-        let before = other.organizations.len();
-        other.organizations.retain(|o| !orgs.contains(o));
-        if other.organizations.len() != before {
+        let before = other.members().len();
+        other.members().retain(|m| !members.contains(m));
+        if other.members().len() != before {
             store::put(c, &other).await?;
         }
     }
-    let mut quota: OrgQuota = store::fetch(c, guid).await?;
-    for o in orgs {
-        if !quota.organizations.contains(o) {
-            quota.organizations.push(o.clone());
+    let mut quota: Q = store::fetch(c, guid).await?;
+    for m in members {
+        if !quota.members().contains(m) {
+            quota.members().push(m.clone());
         }
     }
-    quota.updated_at = now();
+    quota.touch();
     store::put(c, &quota).await?;
     Ok(quota)
 }
@@ -1262,7 +1292,7 @@ async fn apply_org(
                 .into(),
         ));
     }
-    let quota = move_orgs(&mut tx, &guid, &orgs).await?;
+    let quota = apply_to::<OrgQuota>(&mut tx, &guid, &orgs).await?;
     for o in &orgs {
         let org: Org = store::fetch(&mut tx, o).await?;
         let target = (
@@ -1395,34 +1425,6 @@ async fn check_spaces(
     Ok(())
 }
 
-/// Applies the space quota to `spaces`, taking them from any other.
-async fn move_spaces(
-    c: &mut SqliteConnection,
-    guid: &str,
-    spaces: &[String],
-) -> ApiResult<SpaceQuota> {
-    let all: Vec<SpaceQuota> = store::find(c, &Query::new()).await?;
-    for mut other in all {
-        if other.guid == guid {
-            continue;
-        }
-        let before = other.spaces.len();
-        other.spaces.retain(|s| !spaces.contains(s));
-        if other.spaces.len() != before {
-            store::put(c, &other).await?;
-        }
-    }
-    let mut quota: SpaceQuota = store::fetch(c, guid).await?;
-    for s in spaces {
-        if !quota.spaces.contains(s) {
-            quota.spaces.push(s.clone());
-        }
-    }
-    quota.updated_at = now();
-    store::put(c, &quota).await?;
-    Ok(quota)
-}
-
 async fn create_space(
     State(api): State<Api>,
     Extension(access): Extension<Access>,
@@ -1480,7 +1482,7 @@ async fn create_space(
         updated_at: at,
     };
     store::insert(&mut tx, &quota).await?;
-    let quota = move_spaces(&mut tx, &quota.guid, &spaces).await?;
+    let quota = apply_to::<SpaceQuota>(&mut tx, &quota.guid, &spaces).await?;
     let target = (quota.guid.as_str(), "space_quota", quota.name.as_str());
     let data = json!({"request": request});
     let org = Some(quota.org_guid.as_str());
@@ -1613,7 +1615,7 @@ async fn apply_space(
                 .into(),
         ));
     }
-    let quota = move_spaces(&mut tx, &guid, &spaces).await?;
+    let quota = apply_to::<SpaceQuota>(&mut tx, &guid, &spaces).await?;
     for s in &spaces {
         let space: Space = store::fetch(&mut tx, s).await?;
         let target = (quota.guid.as_str(), "space_quota", quota.name.as_str());
