@@ -264,8 +264,16 @@ mod tests {
         assert!(written >= 4 << 20, "only {written} bytes fitted");
         drop(file);
         crate::rootfs::unmount_all_below(&target).expect("unmount");
-        // The autoclear flag detaches the device with the last unmount.
-        assert!(loop_devices_below(dir.path()).is_empty());
+        // The autoclear flag detaches the device with the last unmount; the
+        // kernel does it asynchronously, so wait for it (bounded).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !loop_devices_below(dir.path()).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the loop device stayed attached after the unmount"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     #[test]
